@@ -1,0 +1,177 @@
+"""The run cache in OUT_DIR: what detection, tracking and embedding produced, so `cctrack link` can
+re-link with other settings without redoing them.
+
+    OUT_DIR/cache/run.json          cameras, config, detector
+    OUT_DIR/cache/tracklets.npz     every tracklet's frames, boxes, scores and crop frames (ragged arrays)
+    OUT_DIR/cache/embeddings.npz    per-crop embeddings, tracklet descriptors, the re-id model's identity
+    OUT_DIR/crops/<camera>/<track id>_<k>.jpg   the crops (k = 0 is the best one, the representative)
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from cctrack.errors import CctrackError
+from cctrack.files import atomic_path, write_json_atomic
+from cctrack.tracklets import Tracklet
+
+CACHE_VERSION = 1
+CROP_JPEG_QUALITY = 95
+
+
+@dataclass(frozen=True)
+class TrackletEmbeddings:
+    crop_embeddings: np.ndarray  # (C, D) float32 L2-normalised, all crops of all tracklets in tracklet order
+    crop_offsets: np.ndarray  # (N + 1,) int64: tracklet i owns rows crop_offsets[i]:crop_offsets[i + 1]
+    descriptors: np.ndarray  # (N, D) float32: L2-normalised mean of each tracklet's crop embeddings
+    model: str  # what produced them, in words
+    model_sha256: str  # hash of the weights file that produced them
+
+    @property
+    def dim(self) -> int:
+        return int(self.descriptors.shape[1])
+
+
+def cache_dir(out_dir: Path) -> Path:
+    return Path(out_dir) / "cache"
+
+
+def crop_path(camera: str, track_id: int, rank: int) -> str:
+    """Relative to OUT_DIR."""
+    return f"crops/{camera}/{track_id:05d}_{rank}.jpg"
+
+
+def save_tracklets(out_dir: Path, tracklets: list[Tracklet], run_info: dict, write_crops: bool = True) -> None:
+    if write_crops:
+        for tracklet in tracklets:
+            for rank, crop in enumerate(tracklet.crops):
+                with atomic_path(Path(out_dir) / crop_path(tracklet.camera, tracklet.track_id, rank)) as temporary:
+                    cv2.imwrite(str(temporary), crop, [cv2.IMWRITE_JPEG_QUALITY, CROP_JPEG_QUALITY])
+    camera_names = [camera["name"] for camera in run_info["cameras"]]
+    arrays = {
+        "version": np.asarray(CACHE_VERSION),
+        "camera_index": np.asarray([camera_names.index(t.camera) for t in tracklets], np.int32),
+        "track_id": np.asarray([t.track_id for t in tracklets], np.int64),
+        "box_offsets": _offsets([len(t.frames) for t in tracklets]),
+        "frames": _concat([t.frames for t in tracklets], np.int64, (0,)),
+        "boxes": _concat([t.boxes for t in tracklets], np.float32, (0, 4)),
+        "scores": _concat([t.scores for t in tracklets], np.float32, (0,)),
+        "crop_offsets": _offsets([len(t.crop_frames) for t in tracklets]),
+        "crop_frames": _concat([t.crop_frames for t in tracklets], np.int64, (0,)),
+        "crop_quality": _concat([t.crop_quality for t in tracklets], np.float32, (0,)),
+    }
+    with atomic_path(cache_dir(out_dir) / "tracklets.npz") as temporary:
+        np.savez(temporary, **arrays)
+    write_json_atomic(cache_dir(out_dir) / "run.json", {"cache_version": CACHE_VERSION, **run_info})
+
+
+def load_run_info(out_dir: Path) -> dict:
+    path = cache_dir(out_dir) / "run.json"
+    if not path.is_file():
+        raise CctrackError(f"no cache in {out_dir}: {path} is missing (run `cctrack run` first)")
+    try:
+        info = json.loads(path.read_text())
+        assert info["cache_version"] == CACHE_VERSION and isinstance(info["cameras"], list)
+    except (json.JSONDecodeError, KeyError, AssertionError, TypeError):
+        raise CctrackError(f"corrupt cache: {path} is not a cctrack run record; re-run `cctrack run`") from None
+    return info
+
+
+def load_tracklets(out_dir: Path, run_info: dict) -> list[Tracklet]:
+    """The cached tracklets, without their crop pixels (see `load_crops`)."""
+    path = cache_dir(out_dir) / "tracklets.npz"
+    arrays = _load_npz(path, ["camera_index", "track_id", "box_offsets", "frames", "boxes", "scores", "crop_offsets", "crop_frames", "crop_quality"])
+    camera_names = [camera["name"] for camera in run_info["cameras"]]
+    count = len(arrays["track_id"])
+    box_offsets, crop_offsets = arrays["box_offsets"], arrays["crop_offsets"]
+    if len(box_offsets) != count + 1 or len(crop_offsets) != count + 1 or box_offsets[-1] != len(arrays["frames"]):
+        raise CctrackError(f"corrupt cache: {path} has inconsistent array lengths; re-run `cctrack run`")
+    if count and (arrays["camera_index"].max() >= len(camera_names) or arrays["camera_index"].min() < 0):
+        raise CctrackError(f"corrupt cache: {path} names a camera that run.json does not have")
+    tracklets = []
+    for i in range(count):
+        boxes_slice = slice(box_offsets[i], box_offsets[i + 1])
+        crops_slice = slice(crop_offsets[i], crop_offsets[i + 1])
+        tracklets.append(
+            Tracklet(
+                camera=camera_names[arrays["camera_index"][i]],
+                track_id=int(arrays["track_id"][i]),
+                frames=arrays["frames"][boxes_slice],
+                boxes=arrays["boxes"][boxes_slice],
+                scores=arrays["scores"][boxes_slice],
+                crops=(),
+                crop_frames=arrays["crop_frames"][crops_slice],
+                crop_quality=arrays["crop_quality"][crops_slice],
+            )
+        )
+    return tracklets
+
+
+def load_crops(out_dir: Path, tracklets: list[Tracklet]) -> list[list[np.ndarray]]:
+    crops = []
+    for tracklet in tracklets:
+        images = []
+        for rank in range(len(tracklet.crop_frames)):
+            path = Path(out_dir) / crop_path(tracklet.camera, tracklet.track_id, rank)
+            image = cv2.imread(str(path))
+            if image is None:
+                raise CctrackError(f"corrupt cache: crop {path} is missing or unreadable; re-run `cctrack run`")
+            images.append(image)
+        crops.append(images)
+    return crops
+
+
+def save_embeddings(out_dir: Path, embeddings: TrackletEmbeddings) -> None:
+    with atomic_path(cache_dir(out_dir) / "embeddings.npz") as temporary:
+        np.savez(
+            temporary,
+            crop_embeddings=embeddings.crop_embeddings,
+            crop_offsets=embeddings.crop_offsets,
+            descriptors=embeddings.descriptors,
+            model=np.asarray(embeddings.model),
+            model_sha256=np.asarray(embeddings.model_sha256),
+        )
+
+
+def load_embeddings(out_dir: Path, tracklet_count: int) -> TrackletEmbeddings | None:
+    """The cached embeddings, or None when there are none yet."""
+    path = cache_dir(out_dir) / "embeddings.npz"
+    if not path.exists():
+        return None
+    arrays = _load_npz(path, ["crop_embeddings", "crop_offsets", "descriptors", "model", "model_sha256"])
+    descriptors = arrays["descriptors"]
+    if descriptors.ndim != 2 or len(descriptors) != tracklet_count or arrays["crop_embeddings"].shape[1:] != descriptors.shape[1:]:
+        raise CctrackError(
+            f"corrupt cache: {path} holds {descriptors.shape} descriptors for {tracklet_count} tracklets; delete it to re-embed"
+        )
+    return TrackletEmbeddings(
+        crop_embeddings=arrays["crop_embeddings"],
+        crop_offsets=arrays["crop_offsets"],
+        descriptors=descriptors,
+        model=str(arrays["model"]),
+        model_sha256=str(arrays["model_sha256"]),
+    )
+
+
+def _load_npz(path: Path, keys: list[str]) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        raise CctrackError(f"cache file missing: {path} (run `cctrack run` first)")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in keys}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as error:
+        raise CctrackError(f"corrupt cache: cannot read {path} ({type(error).__name__}); re-run `cctrack run`") from None
+
+
+def _offsets(lengths: list[int]) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64)
+
+
+def _concat(parts: list[np.ndarray], dtype: type, empty_shape: tuple[int, ...]) -> np.ndarray:
+    return np.concatenate(parts).astype(dtype) if parts else np.zeros(empty_shape, dtype)

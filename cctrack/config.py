@@ -1,0 +1,181 @@
+"""The run configuration: a YAML file with one section per stage, loaded into typed dataclasses.
+
+Every value can be overridden from the command line as `--set section.key=value` (YAML syntax for the
+value). Unknown sections or keys and values of the wrong type are errors that name the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cctrack.detect import DetectorSettings
+from cctrack.errors import CctrackError
+from cctrack.link import LinkSettings
+from cctrack.tracker import TrackerSettings
+
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+
+
+@dataclass(frozen=True)
+class VideoSettings:
+    max_frames: int | None = None  # per camera, counted from the first frame; None = all
+    stride: int = 1  # process every stride-th frame
+    image_fps: float = 25.0  # frame rate of image-sequence cameras without a seqinfo.ini
+
+    def __post_init__(self) -> None:
+        if self.max_frames is not None and self.max_frames < 1:
+            raise ValueError(f"video.max_frames must be >= 1 or null, got {self.max_frames}")
+        if self.stride < 1:
+            raise ValueError(f"video.stride must be >= 1, got {self.stride}")
+        if self.image_fps <= 0:
+            raise ValueError(f"video.image_fps must be > 0, got {self.image_fps}")
+
+
+@dataclass(frozen=True)
+class TrackletSettings:
+    crops_per_tracklet: int = 8  # best crops kept per tracklet for re-id
+    min_boxes: int = 3  # shorter tracklets are dropped before linking and from the outputs (tracker noise)
+
+    def __post_init__(self) -> None:
+        if self.crops_per_tracklet < 1:
+            raise ValueError(f"tracklets.crops_per_tracklet must be >= 1, got {self.crops_per_tracklet}")
+        if self.min_boxes < 1:
+            raise ValueError(f"tracklets.min_boxes must be >= 1, got {self.min_boxes}")
+
+
+@dataclass(frozen=True)
+class ReidSettings:
+    # A CSSC checkpoint or weights file from `reid train`; None = the offline ImageNet MobileNetV2 backbone.
+    checkpoint: str | None = None
+    device: str = "auto"
+    half: bool | None = None  # fp16 on GPU; None = on when the device is a GPU
+    batch_size: int = 128  # crops per forward pass
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"reid.batch_size must be >= 1, got {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    video: bool = True  # annotated video per camera
+    mosaic: bool = True  # side-by-side video of all cameras
+    crops: bool = True  # representative crop image per tracklet
+    link: bool = True  # run the embedding and cross-camera stages (off = per-camera tracking only)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    video: VideoSettings = field(default_factory=VideoSettings)
+    detector: DetectorSettings = field(default_factory=DetectorSettings)
+    tracker: TrackerSettings = field(default_factory=TrackerSettings)
+    tracklets: TrackletSettings = field(default_factory=TrackletSettings)
+    reid: ReidSettings = field(default_factory=ReidSettings)
+    link: LinkSettings = field(default_factory=LinkSettings)
+    export: ExportSettings = field(default_factory=ExportSettings)
+    layout: dict | None = None  # camera layout, validated against the cameras by cctrack.link.CameraLayout
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def load_config(path: Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML config (None = configs/default.yaml if present, else built-in defaults) and apply
+    `section.key=value` overrides."""
+    raw: dict = {}
+    if path is not None or DEFAULT_CONFIG_PATH.is_file():
+        raw = _read_yaml(Path(path) if path is not None else DEFAULT_CONFIG_PATH)
+    for override in overrides or []:
+        key, separator, text = override.partition("=")
+        parts = key.strip().split(".")
+        if not separator or len(parts) != 2 or not all(parts):
+            raise CctrackError(f"bad override {override!r}: expected section.key=value, e.g. detector.image_size=1280")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise CctrackError(f"bad override {override!r}: value is not valid YAML") from None
+        section = raw.setdefault(parts[0], {})
+        if parts[0] == "layout":
+            raise CctrackError("the camera layout is set in the config file, not by --set")
+        if not isinstance(section, dict):
+            raise CctrackError(f"config section {parts[0]!r} must be a mapping")
+        section[parts[1]] = value
+    return config_from_dict(raw)
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise CctrackError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise CctrackError(f"config {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise CctrackError(f"config {path} must be a mapping of sections")
+    return raw
+
+
+def config_from_dict(raw: dict) -> RunConfig:
+    sections = {f.name: f for f in dataclasses.fields(RunConfig)}
+    values: dict[str, Any] = {}
+    for name, section in raw.items():
+        if name not in sections:
+            raise CctrackError(f"config: unknown section {name!r} (known: {', '.join(sections)})")
+        if name == "layout":
+            if section is not None and not isinstance(section, dict):
+                raise CctrackError("config: layout must be a mapping")
+            values[name] = section
+            continue
+        settings_type = typing.get_type_hints(RunConfig)[name]
+        values[name] = _settings_from_dict(name, settings_type, section or {})
+    return RunConfig(**values)
+
+
+def _settings_from_dict(section: str, settings_type: type, raw: Any) -> Any:
+    if not isinstance(raw, dict):
+        raise CctrackError(f"config: section {section!r} must be a mapping")
+    hints = typing.get_type_hints(settings_type)
+    known = [f.name for f in dataclasses.fields(settings_type)]
+    kwargs = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise CctrackError(f"config: unknown key {section}.{key} (known: {', '.join(known)})")
+        kwargs[key] = _coerce(f"{section}.{key}", hints[key], value)
+    try:
+        return settings_type(**kwargs)
+    except (ValueError, TypeError) as error:
+        raise CctrackError(f"config: {error}") from None
+
+
+def _coerce(key: str, annotation: Any, value: Any) -> Any:
+    """Check `value` against a simple annotation (int, float, bool, str, X | None, tuple[...], dict)."""
+    allowed = typing.get_args(annotation) if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union else (annotation,)
+    if value is None:
+        if type(None) in allowed:
+            return None
+        raise CctrackError(f"config: {key} must not be null")
+    for option in allowed:
+        origin = typing.get_origin(option) or option
+        if origin is bool and isinstance(value, bool):
+            return value
+        if origin is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if origin is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if origin is str and isinstance(value, str):
+            return value
+        if origin in (tuple, list) and isinstance(value, (list, tuple)):
+            return tuple(value) if origin is tuple else list(value)
+        if origin is dict and isinstance(value, dict):
+            return value
+    names = " or ".join(getattr(option, "__name__", str(option)) for option in allowed)
+    raise CctrackError(f"config: {key} must be {names}, got {value!r}")

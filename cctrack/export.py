@@ -1,0 +1,129 @@
+"""Exports: MOTChallenge txt per camera and `identities.json` (schema: cctrack/identities.schema.json).
+
+MOTChallenge rows are `frame,id,x,y,w,h,conf,-1,-1,-1` with 1-based frames; identities.json also uses
+1-based frames (the same numbers as the MOT files) and seconds from the start of each camera's video.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+
+from cctrack import __version__
+from cctrack.cache import crop_path
+from cctrack.files import write_json_atomic, write_text_atomic
+from cctrack.link import LinkResult
+from cctrack.tracklets import Tracklet
+
+SCHEMA_VERSION = "1.0"
+SCHEMA_PATH = Path(__file__).resolve().parent / "identities.schema.json"
+
+
+def mot_lines(tracklets: list[Tracklet], ids: list[int]) -> str:
+    """MOTChallenge text for one camera's tracklets, each under the given id, sorted by frame then id."""
+    rows = []
+    for tracklet, identity in zip(tracklets, ids):
+        for frame, box, score in zip(tracklet.frames, tracklet.boxes, tracklet.scores):
+            x0, y0, x1, y1 = (float(v) for v in box)
+            rows.append((int(frame) + 1, int(identity), x0, y0, x1 - x0, y1 - y0, float(score)))
+    rows.sort(key=lambda row: (row[0], row[1]))
+    return "".join(f"{f},{i},{x:.2f},{y:.2f},{w:.2f},{h:.2f},{c:.4f},-1,-1,-1\n" for f, i, x, y, w, h, c in rows)
+
+
+def write_mot_files(folder: Path, camera_names: list[str], tracklets: list[Tracklet], ids: list[int]) -> list[Path]:
+    """`<folder>/<camera>.txt` for every camera (empty file for a camera with nobody in it)."""
+    paths = []
+    for name in camera_names:
+        selected = [(t, i) for t, i in zip(tracklets, ids) if t.camera == name]
+        path = Path(folder) / f"{name}.txt"
+        write_text_atomic(path, mot_lines([t for t, _ in selected], [i for _, i in selected]))
+        paths.append(path)
+    return paths
+
+
+def identities_document(run_info: dict, tracklets: list[Tracklet], result: LinkResult, link_config: dict) -> dict:
+    """The `identities.json` document (see SCHEMA_PATH for every field)."""
+    fps = {camera["name"]: float(camera["fps"]) for camera in run_info["cameras"]}
+    members: dict[int, list[int]] = {}
+    for index, identity in enumerate(result.identity):
+        members.setdefault(int(identity), []).append(index)
+
+    def tracklet_entry(index: int) -> dict:
+        t = tracklets[index]
+        camera_fps = fps[t.camera]
+        return {
+            "camera": t.camera,
+            "track_id": t.track_id,
+            "first_frame": t.first_frame + 1,
+            "last_frame": t.last_frame + 1,
+            "first_seconds": round(t.first_frame / camera_fps, 3),
+            "last_seconds": round(t.last_frame / camera_fps, 3),
+            "boxes": int(len(t.frames)),
+            "crop": crop_path(t.camera, t.track_id, 0) if len(t.crop_frames) else None,
+        }
+
+    identities = []
+    for identity in sorted(members):
+        entries = sorted((tracklet_entry(i) for i in members[identity]), key=lambda e: (e["first_seconds"], e["camera"]))
+        identities.append(
+            {
+                "id": identity,
+                "cameras": sorted({e["camera"] for e in entries}),
+                "first_seconds": min(e["first_seconds"] for e in entries),
+                "last_seconds": max(e["last_seconds"] for e in entries),
+                "tracklets": entries,
+            }
+        )
+    links = []
+    for link in result.links:
+        a, b = tracklets[link.tracklet_a], tracklets[link.tracklet_b]
+        links.append(
+            {
+                "identity": int(result.identity[link.tracklet_a]),
+                "a": {"camera": a.camera, "track_id": a.track_id},
+                "b": {"camera": b.camera, "track_id": b.track_id},
+                "cross_camera": a.camera != b.camera,
+                "similarity": round(float(link.similarity), 4),
+                "confidence": round(float(link.confidence), 4),
+            }
+        )
+    multi_camera = sum(1 for entry in identities if len(entry["cameras"]) > 1)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run": {
+            "tool": "cctrack",
+            "version": __version__,
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "video_dir": run_info["video_dir"],
+            "cameras": run_info["cameras"],
+            "models": run_info["models"],
+            "config": {**run_info["config"], "link": link_config},
+        },
+        "summary": {
+            "cameras": len(run_info["cameras"]),
+            "tracklets": len(tracklets),
+            "identities": len(identities),
+            "multi_camera_identities": multi_camera,
+            "cross_camera_links": sum(1 for link in links if link["cross_camera"]),
+        },
+        "identities": identities,
+        "links": links,
+    }
+
+
+def write_identities(path: Path, document: dict) -> None:
+    write_json_atomic(path, document)
+
+
+def validate_identities(document: dict) -> None:
+    """Raise jsonschema.ValidationError if the document does not follow the published schema."""
+    import jsonschema
+
+    jsonschema.validate(document, json.loads(SCHEMA_PATH.read_text()))
+
+
+def identity_of_tracklets(result: LinkResult) -> list[int]:
+    return [int(identity) for identity in np.asarray(result.identity)]

@@ -1,0 +1,205 @@
+"""The whole job: cameras -> tracklets -> embeddings -> identities -> exports, and re-linking from the cache.
+
+Output folder layout:
+    identities.json        who appeared where and when (schema: cctrack/identities.schema.json)
+    tracks/<camera>.txt    MOTChallenge, per-camera track ids
+    global/<camera>.txt    MOTChallenge, global identity ids (same person, same id in every camera)
+    videos/<camera>.mp4    annotated video; videos/mosaic.mp4 all cameras side by side
+    crops/<camera>/...     tracklet crops; cache/ what `cctrack link` re-uses
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from cctrack import cache
+from cctrack.config import RunConfig
+from cctrack.detect import PersonDetector
+from cctrack.draw import TrackDrawing, write_annotated_videos
+from cctrack.embed import embed_tracklets, load_embedder, model_identity
+from cctrack.errors import CctrackError
+from cctrack.export import identities_document, write_identities, write_mot_files
+from cctrack.files import ensure_writable_folder, sha256_of, write_text_atomic
+from cctrack.layout import CameraLayout
+from cctrack.link import LinkResult, TrackletTable, link_tracklets
+from cctrack.track import track_cameras
+from cctrack.tracklets import Tracklet
+from cctrack.video import Camera, discover_cameras, list_images
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    out_dir: Path
+    cameras: int
+    tracklets: int
+    identities: int  # 0 when linking is off
+    multi_camera_identities: int
+    outputs: list[Path]
+
+    def text(self) -> str:
+        lines = [
+            f"cameras: {self.cameras}",
+            f"tracklets: {self.tracklets}",
+        ]
+        if self.identities:
+            lines += [
+                f"identities: {self.identities}",
+                f"identities seen in more than one camera: {self.multi_camera_identities}",
+            ]
+        lines.append(f"outputs in {self.out_dir}:")
+        lines += [f"  {path.relative_to(self.out_dir)}" for path in self.outputs]
+        return "\n".join(lines)
+
+
+def run(video_dir: Path, out_dir: Path, config: RunConfig, show_progress: bool = True) -> RunSummary:
+    """`cctrack run`: every stage, then every export."""
+    out_dir = Path(out_dir)
+    cameras = discover_cameras(Path(video_dir), image_fps=config.video.image_fps)
+    if config.layout is not None:
+        CameraLayout.from_dict(config.layout, [camera.name for camera in cameras])  # fail before the long work
+    ensure_writable_folder(out_dir)
+    detector = PersonDetector(config.detector)
+    tracks = track_cameras(
+        cameras,
+        detector,
+        config.tracker,
+        crops_per_tracklet=config.tracklets.crops_per_tracklet,
+        min_boxes=config.tracklets.min_boxes,
+        max_frames=config.video.max_frames,
+        stride=config.video.stride,
+        show_progress=show_progress,
+    )
+    tracklets = [tracklet for camera_tracks in tracks for tracklet in camera_tracks.tracklets]
+    run_info = {
+        "video_dir": str(Path(video_dir).resolve()),
+        "cameras": [
+            {
+                "name": t.camera.name,
+                "path": str(t.camera.path.resolve()),
+                "fps": t.camera.fps,
+                "frame_count": t.camera.frame_count,
+                "width": t.camera.width,
+                "height": t.camera.height,
+                "frames_processed": t.frames_processed,
+                "last_frame": t.last_frame + 1,
+                "stride": t.stride,
+            }
+            for t in tracks
+        ],
+        "models": {
+            "detector": {
+                "description": f"ultralytics YOLO {detector.weights_path.name} at {config.detector.image_size} px",
+                "path": str(detector.weights_path.resolve()),
+                "sha256": sha256_of(detector.weights_path),
+            },
+            "reid": None,
+        },
+        "config": config.to_dict(),
+    }
+    cache.save_tracklets(out_dir, tracklets, run_info)
+    outputs = write_mot_files(out_dir / "tracks", [c.name for c in cameras], tracklets, [t.track_id for t in tracklets])
+    if not config.export.link:
+        if config.export.video:
+            drawings = [TrackDrawing(t.camera, t.frames, t.boxes, t.track_id, str(t.track_id)) for t in tracklets]
+            outputs += _write_videos(cameras, drawings, out_dir, run_info["config"]["video"], config.export.mosaic, show_progress)
+        return RunSummary(out_dir, len(cameras), len(tracklets), 0, 0, outputs)
+    return _embed_link_export(out_dir, cameras, tracklets, run_info, config, [list(t.crops) for t in tracklets], outputs, show_progress)
+
+
+def relink(out_dir: Path, config: RunConfig, show_progress: bool = True) -> RunSummary:
+    """`cctrack link`: embeddings (re-used when the re-id model is unchanged), identities and exports
+    from the cache of an earlier `cctrack run`."""
+    out_dir = Path(out_dir)
+    run_info = cache.load_run_info(out_dir)
+    tracklets = cache.load_tracklets(out_dir, run_info)
+    cameras = [_camera_from_info(info) for info in run_info["cameras"]]
+    outputs = [out_dir / "tracks" / f"{camera.name}.txt" for camera in cameras]
+    crops = None  # loaded only if the embeddings have to be recomputed
+    return _embed_link_export(out_dir, cameras, tracklets, run_info, config, crops, outputs, show_progress)
+
+
+def _embed_link_export(
+    out_dir: Path,
+    cameras: list[Camera],
+    tracklets: list[Tracklet],
+    run_info: dict,
+    config: RunConfig,
+    crops: list[list] | None,
+    outputs: list[Path],
+    show_progress: bool,
+) -> RunSummary:
+    camera_names = [camera.name for camera in cameras]
+    layout = CameraLayout.from_dict(config.layout, camera_names) if config.layout is not None else None
+    embedder = load_embedder(config.reid.checkpoint, config.reid.device, config.reid.half, config.reid.batch_size)
+    description, sha256 = model_identity(embedder)
+    embeddings = cache.load_embeddings(out_dir, len(tracklets))
+    if embeddings is not None and embeddings.model_sha256 == sha256 and embeddings.dim != embedder.dim:
+        raise CctrackError(
+            f"cached embeddings are {embeddings.dim}-d but the re-id model {description} gives {embedder.dim}-d: "
+            f"delete {cache.cache_dir(out_dir) / 'embeddings.npz'} to re-embed"
+        )
+    if embeddings is None or embeddings.model_sha256 != sha256:
+        if crops is None:
+            crops = cache.load_crops(out_dir, tracklets)
+        embeddings = embed_tracklets(crops, embedder, show_progress)
+        cache.save_embeddings(out_dir, embeddings)
+    run_info = {
+        **run_info,
+        "models": {
+            **run_info["models"],
+            "reid": {"description": description, "path": str(Path(embedder.weights_path).resolve()), "sha256": sha256, "dim": embedder.dim},
+        },
+        "config": config.to_dict() | {"video": run_info["config"]["video"], "detector": run_info["config"]["detector"], "tracker": run_info["config"]["tracker"]},
+    }
+    table = TrackletTable(
+        camera_names=tuple(camera_names),
+        camera_fps=tuple(camera.fps for camera in cameras),
+        camera_index=[camera_names.index(t.camera) for t in tracklets],
+        first_frame=[t.first_frame for t in tracklets],
+        last_frame=[t.last_frame for t in tracklets],
+    )
+    result: LinkResult = link_tracklets(table, embeddings.descriptors, config.link, layout)
+    identity = [int(i) for i in result.identity]
+    document = identities_document(run_info, tracklets, result, asdict(config.link))
+    write_identities(out_dir / "identities.json", document)
+    outputs = outputs + [out_dir / "identities.json"]
+    outputs += write_mot_files(out_dir / "global", camera_names, tracklets, identity)
+    if config.export.video:
+        drawings = [TrackDrawing(t.camera, t.frames, t.boxes, i, f"ID {i}") for t, i in zip(tracklets, identity)]
+        outputs += _write_videos(cameras, drawings, out_dir, run_info["config"]["video"], config.export.mosaic, show_progress)
+    summary = RunSummary(
+        out_dir,
+        len(cameras),
+        len(tracklets),
+        document["summary"]["identities"],
+        document["summary"]["multi_camera_identities"],
+        outputs + [out_dir / "summary.txt"],
+    )
+    write_text_atomic(out_dir / "summary.txt", summary.text() + "\n")
+    return summary
+
+
+def _write_videos(
+    cameras: list[Camera], drawings: list[TrackDrawing], out_dir: Path, video_settings: dict, mosaic: bool, show_progress: bool
+) -> list[Path]:
+    """Videos cover the frames the tracking run processed (its max_frames and stride), not a re-link's."""
+    missing = [camera.path for camera in cameras if not camera.path.exists()]
+    if missing:
+        raise CctrackError(f"cannot draw videos: source {missing[0]} is gone (set export.video=false)")
+    return write_annotated_videos(
+        cameras,
+        drawings,
+        out_dir / "videos",
+        max_frames=video_settings["max_frames"],
+        stride=video_settings["stride"],
+        mosaic=mosaic and len(cameras) > 1,
+        show_progress=show_progress,
+    )
+
+
+def _camera_from_info(info: dict) -> Camera:
+    path = Path(info["path"])
+    image_files = list_images(path) if path.is_dir() else ()
+    return Camera(info["name"], path, float(info["fps"]), int(info["frame_count"]), int(info["width"]), int(info["height"]), image_files)
+
