@@ -1,0 +1,212 @@
+"""`cctrack run` / `cctrack link` end to end on a real slice of the sample, and every bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cctrack.cli import app
+from cctrack.export import validate_identities
+from tests.conftest import read_sample_frames, write_video
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def files_under(folder: Path) -> list[Path]:
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file()) if Path(folder).exists() else []
+
+
+@pytest.fixture(scope="module")
+def crossing_sample(tmp_path_factory) -> Path:
+    """Sample frames 101-230 of both cameras: people 16 and 17 walk from cam_right into cam_left."""
+    folder = tmp_path_factory.mktemp("crossing")
+    for camera in ("cam_left", "cam_right"):
+        write_video(folder / f"{camera}.mp4", read_sample_frames(camera, 130, start=100))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def finished_run(crossing_sample, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("run") / "out"
+    result = invoke("run", crossing_sample, "--out", out, "--stride", "2", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "identities seen in more than one camera" in result.stdout
+    return out
+
+
+def test_run_writes_every_output(finished_run):
+    out = finished_run
+    for name in ["identities.json", "summary.txt", "tracks/cam_left.txt", "tracks/cam_right.txt", "global/cam_left.txt",
+                 "global/cam_right.txt", "videos/cam_left.mp4", "videos/cam_right.mp4", "videos/mosaic.mp4"]:
+        assert (out / name).is_file(), name
+    assert not [p for p in files_under(out) if ".tmp" in p.name]
+
+
+def test_identities_json_follows_the_schema_and_links_someone_across_cameras(finished_run):
+    document = json.loads((finished_run / "identities.json").read_text())
+    validate_identities(document)
+    assert [c["name"] for c in document["run"]["cameras"]] == ["cam_left", "cam_right"]
+    assert all(c["fps"] == 10.0 and c["frames_processed"] == 65 and c["last_frame"] == 129 for c in document["run"]["cameras"])
+    assert document["run"]["models"]["reid"]["dim"] == 1280
+    assert "mobilenetv2" in document["run"]["models"]["reid"]["description"]
+    assert document["summary"]["multi_camera_identities"] >= 1
+    both = [i for i in document["identities"] if len(i["cameras"]) == 2]
+    assert both and all(len(i["tracklets"]) >= 2 for i in both)
+    for identity in document["identities"]:
+        for tracklet in identity["tracklets"]:
+            assert (finished_run / tracklet["crop"]).is_file()
+            assert tracklet["first_seconds"] == pytest.approx((tracklet["first_frame"] - 1) / 10.0)
+
+
+def test_mot_files_are_one_based_with_global_ids(finished_run):
+    document = json.loads((finished_run / "identities.json").read_text())
+    global_ids = {i["id"] for i in document["identities"]}
+    local = np.loadtxt(finished_run / "tracks" / "cam_right.txt", delimiter=",", ndmin=2)
+    merged = np.loadtxt(finished_run / "global" / "cam_right.txt", delimiter=",", ndmin=2)
+    assert local.shape == merged.shape and local.shape[1] == 10
+    assert local[:, 0].min() >= 1 and local[:, 0].max() <= 129
+    assert set((local[:, 0] - 1) % 2) == {0}  # stride 2: frames 1, 3, 5, ...
+    assert set(merged[:, 1].astype(int)) <= global_ids
+    assert (local[:, 4] > 0).all() and (local[:, 5] > 0).all()
+    assert (local[:, 7:] == -1).all()
+
+
+def test_annotated_videos_are_readable_with_the_processed_frame_count(finished_run):
+    for name, width in [("cam_left", 320), ("mosaic", 640)]:
+        capture = cv2.VideoCapture(str(finished_run / "videos" / f"{name}.mp4"))
+        assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 65
+        assert int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)) == width
+        capture.release()
+
+
+def test_link_relinks_from_the_cache_without_the_videos(finished_run, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(finished_run, out)
+    # A tiny threshold links nothing: every tracklet becomes its own identity.
+    result = invoke("link", out, "--no-video", "--set", "link.distance_threshold=0.000001", "--quiet")
+    assert result.exit_code == 0, result.output
+    document = json.loads((out / "identities.json").read_text())
+    assert document["summary"]["identities"] == document["summary"]["tracklets"]
+    assert document["summary"]["multi_camera_identities"] == 0
+
+
+def test_link_rejects_a_corrupt_cache(finished_run, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(finished_run, out)
+    (out / "cache" / "tracklets.npz").write_bytes(b"PK\x03\x04 broken")
+    before = {p: p.stat().st_mtime_ns for p in files_under(out)}
+    result = invoke("link", out, "--quiet")
+    assert result.exit_code == 2
+    assert result.stderr.strip().startswith("error: corrupt cache") and len(result.stderr.strip().splitlines()) == 1
+    assert {p: p.stat().st_mtime_ns for p in files_under(out)} == before
+
+
+def test_link_rejects_cached_embeddings_of_another_dimension(finished_run, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(finished_run, out)
+    path = out / "cache" / "embeddings.npz"
+    with np.load(path) as cached:
+        arrays = dict(cached)
+    arrays["crop_embeddings"] = np.zeros((len(arrays["crop_embeddings"]), 2048), np.float32)
+    arrays["descriptors"] = np.zeros((len(arrays["descriptors"]), 2048), np.float32)
+    np.savez(path, **arrays)
+    result = invoke("link", out, "--quiet")
+    assert result.exit_code == 2
+    assert "2048-d" in result.stderr and "1280-d" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "layout, message",
+    [
+        ("layout:\n  cameras:\n    lobby: {time_offset_seconds: 1}\n", "unknown camera 'lobby'"),
+        (
+            "layout:\n  connections:\n    - {from: cam_left, to: cam_right, min_transit_seconds: 30, max_transit_seconds: 10}\n",
+            "contradictory transit bounds",
+        ),
+    ],
+    ids=["unknown-camera", "contradictory-transit"],
+)
+def test_bad_layouts_are_rejected_by_run_and_link(finished_run, crossing_sample, tmp_path, layout, message):
+    config = tmp_path / "layout.yaml"
+    config.write_text(layout)
+    result = invoke("run", crossing_sample, "--out", tmp_path / "out", "--config", config, "--quiet")
+    assert result.exit_code == 2 and message in result.stderr
+    assert files_under(tmp_path / "out") == []
+    result = invoke("link", finished_run, "--config", config, "--quiet")
+    assert result.exit_code == 2 and message in result.stderr
+
+
+def test_camera_without_people_is_not_an_error(tmp_path):
+    rng = np.random.default_rng(0)
+    wall = [np.clip(120 + rng.normal(0, 3, (240, 320, 3)), 0, 255).astype(np.uint8) for _ in range(6)]
+    (tmp_path / "cams").mkdir()
+    write_video(tmp_path / "cams" / "empty_corridor.mp4", wall)
+    result = invoke("run", tmp_path / "cams", "--out", tmp_path / "out", "--no-video", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "tracks" / "empty_corridor.txt").read_text() == ""
+    document = json.loads((tmp_path / "out" / "identities.json").read_text())
+    validate_identities(document)
+    assert document["summary"]["identities"] == 0
+
+
+def _folder_with(tmp_path: Path, name: str, content: bytes) -> Path:
+    folder = tmp_path / "cams"
+    folder.mkdir(exist_ok=True)
+    (folder / name).write_bytes(content)
+    return folder
+
+
+def _truncated_video(tmp_path: Path) -> Path:
+    source = write_video(tmp_path / "whole.mp4", read_sample_frames("cam_left", 20))
+    return _folder_with(tmp_path, "cam.mp4", source.read_bytes()[: source.stat().st_size // 2])
+
+
+def _zero_frame_video(tmp_path: Path) -> Path:
+    folder = tmp_path / "cams"
+    folder.mkdir()
+    writer = cv2.VideoWriter(str(folder / "cam.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (64, 64))
+    writer.release()
+    return folder
+
+
+BAD_INPUTS = {
+    "missing-folder": (lambda tmp, sample: (tmp / "nope", []), "video folder not found"),
+    "empty-folder": (lambda tmp, sample: ((tmp / "cams").mkdir() or tmp / "cams", []), "video folder is empty"),
+    "non-video-file": (lambda tmp, sample: (_folder_with(tmp, "notes.txt", b"hello"), []), "not a video"),
+    "truncated-video": (lambda tmp, sample: (_truncated_video(tmp), []), "cam.mp4"),
+    "zero-frame-video": (lambda tmp, sample: (_zero_frame_video(tmp), []), "cam.mp4"),
+    "missing-weights": (lambda tmp, sample: (sample, ["--detector-weights", str(tmp / "yolo.pt")]), "detector weights not found"),
+    "missing-reid-checkpoint": (lambda tmp, sample: (sample, ["--reid-checkpoint", str(tmp / "cssc.pt")]), "checkpoint not found"),
+    "bad-config-key": (lambda tmp, sample: (sample, ["--set", "detector.imgsz=640"]), "unknown key detector.imgsz"),
+    "bad-config-value": (lambda tmp, sample: (sample, ["--set", "tracker.lost_track_seconds=-2"]), "lost_track_seconds"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS, ids=list(BAD_INPUTS))
+def test_bad_input_is_one_clear_line_and_writes_nothing(case, crossing_sample, tmp_path):
+    make, message = BAD_INPUTS[case]
+    video_dir, extra = make(tmp_path, crossing_sample)
+    out = tmp_path / "out"
+    result = invoke("run", video_dir, "--out", out, "--quiet", "--max-frames", "4", *extra)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+    assert files_under(out) == []
+
+
+def test_unwritable_output_folder_is_a_clear_error(crossing_sample, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the output folder should go")
+    result = invoke("run", crossing_sample, "--out", blocker / "out", "--quiet")
+    assert result.exit_code == 2
+    assert "is not writable" in result.stderr
