@@ -25,7 +25,7 @@ from cctrack.sample import (
     write_video,
 )
 
-SAMPLES_DIR = Path(__file__).resolve().parents[1] / "samples"
+SAMPLES_DIR = Path(__file__).resolve().parents[1] / "samples" / "pets09"
 CAMERAS = {camera.name: camera for camera in SAMPLE_CAMERAS}
 
 
