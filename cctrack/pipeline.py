@@ -58,6 +58,8 @@ def run(video_dir: Path, out_dir: Path, config: RunConfig, show_progress: bool =
     cameras = discover_cameras(Path(video_dir), image_fps=config.video.image_fps)
     if config.layout is not None:
         CameraLayout.from_dict(config.layout, [camera.name for camera in cameras])  # fail before the long work
+    # Every model is loaded before the long work, so a bad path fails at once and writes nothing.
+    embedder = _load_configured_embedder(config) if config.export.link else None
     ensure_writable_folder(out_dir)
     detector = PersonDetector(config.detector)
     tracks = track_cameras(
@@ -104,7 +106,8 @@ def run(video_dir: Path, out_dir: Path, config: RunConfig, show_progress: bool =
             drawings = [TrackDrawing(t.camera, t.frames, t.boxes, t.track_id, str(t.track_id)) for t in tracklets]
             outputs += _write_videos(cameras, drawings, out_dir, run_info["config"]["video"], config.export.mosaic, show_progress)
         return RunSummary(out_dir, len(cameras), len(tracklets), 0, 0, outputs)
-    return _embed_link_export(out_dir, cameras, tracklets, run_info, config, [list(t.crops) for t in tracklets], outputs, show_progress)
+    crops = [list(t.crops) for t in tracklets]
+    return _embed_link_export(out_dir, cameras, tracklets, run_info, config, embedder, crops, outputs, show_progress)
 
 
 def relink(out_dir: Path, config: RunConfig, show_progress: bool = True) -> RunSummary:
@@ -115,8 +118,15 @@ def relink(out_dir: Path, config: RunConfig, show_progress: bool = True) -> RunS
     tracklets = cache.load_tracklets(out_dir, run_info)
     cameras = [_camera_from_info(info) for info in run_info["cameras"]]
     outputs = [out_dir / "tracks" / f"{camera.name}.txt" for camera in cameras]
+    if config.layout is not None:
+        CameraLayout.from_dict(config.layout, [camera.name for camera in cameras])
+    embedder = _load_configured_embedder(config)
     crops = None  # loaded only if the embeddings have to be recomputed
-    return _embed_link_export(out_dir, cameras, tracklets, run_info, config, crops, outputs, show_progress)
+    return _embed_link_export(out_dir, cameras, tracklets, run_info, config, embedder, crops, outputs, show_progress)
+
+
+def _load_configured_embedder(config: RunConfig):
+    return load_embedder(config.reid.checkpoint, config.reid.device, config.reid.half, config.reid.batch_size)
 
 
 def _embed_link_export(
@@ -125,13 +135,13 @@ def _embed_link_export(
     tracklets: list[Tracklet],
     run_info: dict,
     config: RunConfig,
+    embedder,
     crops: list[list] | None,
     outputs: list[Path],
     show_progress: bool,
 ) -> RunSummary:
     camera_names = [camera.name for camera in cameras]
     layout = CameraLayout.from_dict(config.layout, camera_names) if config.layout is not None else None
-    embedder = load_embedder(config.reid.checkpoint, config.reid.device, config.reid.half, config.reid.batch_size)
     description, sha256 = model_identity(embedder)
     embeddings = cache.load_embeddings(out_dir, len(tracklets))
     if embeddings is not None and embeddings.model_sha256 == sha256 and embeddings.dim != embedder.dim:
