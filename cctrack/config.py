@@ -54,6 +54,8 @@ class TrackletSettings:
 class ReidSettings:
     # A CSSC checkpoint or weights file from `reid train`; None = the offline ImageNet MobileNetV2 backbone.
     checkpoint: str | None = None
+    # "reid": the network above; "colour_histogram": the colour baseline (for comparisons, see bench/pipeline.py).
+    descriptor: str = "reid"
     device: str = "auto"
     half: bool | None = None  # fp16 on GPU; None = on when the device is a GPU
     batch_size: int = 128  # crops per forward pass
@@ -61,6 +63,8 @@ class ReidSettings:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"reid.batch_size must be >= 1, got {self.batch_size}")
+        if self.descriptor not in ("reid", "colour_histogram"):
+            raise ValueError(f"reid.descriptor must be 'reid' or 'colour_histogram', got {self.descriptor!r}")
 
 
 @dataclass(frozen=True)

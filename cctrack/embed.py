@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Sequence
 
@@ -11,17 +12,23 @@ from tqdm import tqdm
 from cctrack.cache import TrackletEmbeddings
 from cctrack.errors import CctrackError
 from cctrack.files import sha256_of
+from cctrack.histogram import ColourHistogramEmbedder
 
 # Crops handed to the embedder per call: large enough to fill its GPU batches, small enough for a
 # progress bar that moves.
 CROPS_PER_CALL = 1024
 
 
-def load_embedder(checkpoint: str | None, device: str = "auto", half: bool | None = None, batch_size: int = 128):
-    """A CSSC checkpoint when given, else the offline ImageNet MobileNetV2 backbone (no untrained heads)."""
+def load_embedder(
+    checkpoint: str | None, device: str = "auto", half: bool | None = None, batch_size: int = 128, descriptor: str = "reid"
+):
+    """A CSSC checkpoint when given, else the offline ImageNet MobileNetV2 backbone (no untrained heads);
+    descriptor="colour_histogram" gives the colour baseline instead of a network."""
     from reid import Embedder
     from reid.errors import ReidError
 
+    if descriptor == "colour_histogram":
+        return ColourHistogramEmbedder()
     try:
         if checkpoint:
             if not Path(checkpoint).is_file():
@@ -33,7 +40,9 @@ def load_embedder(checkpoint: str | None, device: str = "auto", half: bool | Non
 
 
 def model_identity(embedder) -> tuple[str, str]:
-    """(description, sha256 of the weights file) of an embedder."""
+    """(description, sha256 of the weights file, or of the description for a descriptor without weights)."""
+    if embedder.weights_path is None:
+        return embedder.description, hashlib.sha256(embedder.description.encode()).hexdigest()
     return embedder.description, sha256_of(Path(embedder.weights_path))
 
 

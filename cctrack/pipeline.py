@@ -126,7 +126,8 @@ def relink(out_dir: Path, config: RunConfig, show_progress: bool = True) -> RunS
 
 
 def _load_configured_embedder(config: RunConfig):
-    return load_embedder(config.reid.checkpoint, config.reid.device, config.reid.half, config.reid.batch_size)
+    reid = config.reid
+    return load_embedder(reid.checkpoint, reid.device, reid.half, reid.batch_size, reid.descriptor)
 
 
 def _embed_link_export(
@@ -158,7 +159,12 @@ def _embed_link_export(
         **run_info,
         "models": {
             **run_info["models"],
-            "reid": {"description": description, "path": str(Path(embedder.weights_path).resolve()), "sha256": sha256, "dim": embedder.dim},
+            "reid": {
+                "description": description,
+                "path": str(Path(embedder.weights_path).resolve()) if embedder.weights_path else "",
+                "sha256": sha256,
+                "dim": embedder.dim,
+            },
         },
         "config": config.to_dict() | {"video": run_info["config"]["video"], "detector": run_info["config"]["detector"], "tracker": run_info["config"]["tracker"]},
     }
