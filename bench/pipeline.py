@@ -1,0 +1,139 @@
+"""Whole-pipeline benchmark on the bundled sample.
+
+1. Speed: frames per second of `cctrack run` (detection, tracking, crops, embedding, linking; no video
+   writing) against ultralytics' own `model.track(..., tracker="bytetrack.yaml")` on the same videos, same
+   weights, same inference size, same device, measured in this run.
+2. Accuracy: multi-camera IDF1 (and per-camera MOTA / IDF1) of the default run against the sample's
+   ground truth, with the re-id descriptor in use and with the colour-histogram baseline, on the sample and
+   on a stress copy whose cam_right has its hue rotated by 90 degrees (clothes change colour).
+
+    python -m bench.pipeline [--frames N] [--device auto] [--out bench/results/pipeline]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from bench.stress import make_hue_rotated_copy
+from cctrack.config import load_config
+from cctrack.detect import bundled_weights_path, resolve_device
+from cctrack.evaluate import evaluate_run
+from cctrack.pipeline import relink, run
+from cctrack.sample import write_sample_ground_truth
+from cctrack.video import discover_cameras
+
+SAMPLE_DIR = Path(__file__).resolve().parent.parent / "samples" / "pets09"
+
+
+def ultralytics_track_fps(video_dir: Path, frames: int | None, image_size: int, device: str) -> tuple[float, int]:
+    """(frames per second, frames) of ultralytics' YOLO.track with ByteTrack over every camera video."""
+    from ultralytics import YOLO
+
+    total_frames, total_seconds = 0, 0.0
+    for camera in discover_cameras(video_dir):
+        model = YOLO(str(bundled_weights_path()))  # a fresh model: trackers persist per model
+        start = time.perf_counter()
+        stream = model.track(
+            source=str(camera.path), tracker="bytetrack.yaml", imgsz=image_size, conf=0.1, classes=[0],
+            device=device, half=device != "cpu", stream=True, verbose=False, persist=True,
+        )
+        count = 0
+        for _ in stream:
+            count += 1
+            if frames is not None and count >= frames:
+                break
+        total_seconds += time.perf_counter() - start
+        total_frames += count
+    return total_frames / total_seconds, total_frames
+
+
+def cctrack_run(video_dir: Path, out_dir: Path, frames: int | None, device: str) -> tuple[float, int]:
+    """(frames per second, frames) of the whole `cctrack run` without video writing."""
+    overrides = [f"detector.device={device}", f"reid.device={device}", "export.video=false"]
+    if frames is not None:
+        overrides.append(f"video.max_frames={frames}")
+    config = load_config(None, overrides)
+    start = time.perf_counter()
+    summary = run(video_dir, out_dir, config, show_progress=False)
+    seconds = time.perf_counter() - start
+    cameras = json.loads((out_dir / "identities.json").read_text())["run"]["cameras"]
+    processed = sum(camera["frames_processed"] for camera in cameras)
+    print(f"  {summary.tracklets} tracklets, {summary.identities} identities ({summary.multi_camera_identities} in both cameras)")
+    return processed / seconds, processed
+
+
+def scores(gt_dir: Path, out_dir: Path) -> dict:
+    report = evaluate_run(gt_dir, out_dir)
+    return {
+        "multi_camera_idf1": report.multi_camera["idf1"],
+        "per_camera": {name: {"mota": m["mota"], "idf1": m["idf1"], "id_switches": m["id_switches"]} for name, m in report.per_camera.items()},
+    }
+
+
+def relink_with(out_dir: Path, descriptor: str, device: str) -> None:
+    config = load_config(None, [f"reid.descriptor={descriptor}", f"reid.device={device}", "export.video=false"])
+    relink(out_dir, config, show_progress=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=None, help="frames per camera (default: all 795)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/pipeline"))
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    image_size = load_config(None).detector.image_size
+    args.out.mkdir(parents=True, exist_ok=True)
+    results: dict = {"device": device, "frames_per_camera": args.frames or "all", "image_size": image_size}
+
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        gt_dir = scratch / "gt"
+        write_sample_ground_truth(gt_dir)
+        stress_dir = make_hue_rotated_copy(SAMPLE_DIR, scratch / "stress")
+
+        print("ultralytics model.track (bytetrack.yaml) ...")
+        ultra_fps, ultra_frames = ultralytics_track_fps(SAMPLE_DIR, args.frames, image_size, device)
+        print("cctrack run ...")
+        ours_fps, ours_frames = cctrack_run(SAMPLE_DIR, args.out / "sample", args.frames, device)
+        results["speed"] = {
+            "cctrack_run_fps": ours_fps,
+            "ultralytics_track_fps": ultra_fps,
+            "ratio_cctrack_over_ultralytics": ours_fps / ultra_fps,
+            "frames": {"cctrack": ours_frames, "ultralytics": ultra_frames},
+        }
+        accuracy = {}
+        for name, video_dir in [("sample", SAMPLE_DIR), ("hue_rotated_cam_right", stress_dir)]:
+            out_dir = args.out / name
+            if name != "sample":
+                print(f"cctrack run on {name} ...")
+                cctrack_run(video_dir, out_dir, args.frames, device)
+            reid_model = json.loads((out_dir / "identities.json").read_text())["run"]["models"]["reid"]["description"]
+            accuracy[name] = {"reid": {"model": reid_model, **scores(gt_dir, out_dir)}}
+            relink_with(out_dir, "colour_histogram", device)
+            accuracy[name]["colour_histogram"] = scores(gt_dir, out_dir)
+            relink_with(out_dir, "reid", device)  # leave the folder as the default run made it
+        results["accuracy"] = accuracy
+
+    print()
+    speed = results["speed"]
+    print(f"device {device}, image size {image_size}, frames per camera: {results['frames_per_camera']}")
+    print(f"{'':34s}{'frames/s':>10s}")
+    print(f"{'cctrack run (no video)':34s}{speed['cctrack_run_fps']:10.2f}")
+    print(f"{'ultralytics track + ByteTrack':34s}{speed['ultralytics_track_fps']:10.2f}")
+    print(f"{'ratio cctrack / ultralytics':34s}{speed['ratio_cctrack_over_ultralytics']:10.2f}")
+    print()
+    print(f"{'multi-camera IDF1':34s}{'re-id':>10s}{'colour hist':>13s}")
+    for name, entry in results["accuracy"].items():
+        print(f"{name:34s}{entry['reid']['multi_camera_idf1']:10.3f}{entry['colour_histogram']['multi_camera_idf1']:13.3f}")
+    (args.out / "pipeline.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwritten {args.out / 'pipeline.json'}")
+
+
+if __name__ == "__main__":
+    main()
