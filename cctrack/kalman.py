@@ -14,6 +14,8 @@ jitters more pixels than the same person far away. Aspect is a ratio, so its noi
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from filterpy.kalman import KalmanFilter
 
@@ -57,16 +59,20 @@ def xyah_to_xyxy(box_xyah: np.ndarray) -> np.ndarray:
     )
 
 
-def _white_acceleration_noise(seconds: float, acceleration_std: np.ndarray) -> np.ndarray:
-    """Q (8, 8) for a step of `seconds`: per quantity, q * [[dt^3/3, dt^2/2], [dt^2/2, dt]]."""
-    density = acceleration_std**2
-    noise = np.zeros((STATE_SIZE, STATE_SIZE))
+@functools.lru_cache(maxsize=8)
+def _constant_velocity_step(seconds: float) -> tuple[np.ndarray, np.ndarray]:
+    """(F, Q1) for a step of `seconds`: the transition, and the process noise for unit acceleration
+    density, per quantity [[dt^3/3, dt^2/2], [dt^2/2, dt]]. One camera always steps by the same time."""
+    transition = np.eye(STATE_SIZE)
     value = np.arange(MEASUREMENT_SIZE)
     rate = value + MEASUREMENT_SIZE
-    noise[value, value] = density * seconds**3 / 3
-    noise[value, rate] = noise[rate, value] = density * seconds**2 / 2
-    noise[rate, rate] = density * seconds
-    return noise
+    transition[value, rate] = seconds
+    unit_noise = np.zeros((STATE_SIZE, STATE_SIZE))
+    unit_noise[value, value] = seconds**3 / 3
+    unit_noise[value, rate] = unit_noise[rate, value] = seconds**2 / 2
+    unit_noise[rate, rate] = seconds
+    transition.flags.writeable = unit_noise.flags.writeable = False  # shared by every track
+    return transition, unit_noise
 
 
 class BoxKalman:
@@ -109,14 +115,15 @@ class BoxKalman:
 
     def predict(self, seconds: float) -> None:
         """Move the estimate `seconds` forward under constant velocity."""
-        transition = np.eye(STATE_SIZE)
-        transition[:MEASUREMENT_SIZE, MEASUREMENT_SIZE:] = np.eye(MEASUREMENT_SIZE) * seconds
+        transition, unit_noise = _constant_velocity_step(float(seconds))
         height = max(self.height, 1.0)
         acceleration_std = np.array(
             [CENTRE_ACCELERATION_STD * height, CENTRE_ACCELERATION_STD * height,
              ASPECT_ACCELERATION_STD, HEIGHT_ACCELERATION_STD * height]
         )
-        self.filter.predict(F=transition, Q=_white_acceleration_noise(seconds, acceleration_std))
+        # Quantity k's value and rate both carry density std_k^2: scale rows and columns by std.
+        scale = np.concatenate([acceleration_std, acceleration_std])
+        self.filter.predict(F=transition, Q=unit_noise * np.outer(scale, scale))
         # A box coasting without detections must not shrink to nothing or turn inside out.
         self.filter.x[2, 0] = max(self.filter.x[2, 0], 1e-3)
         self.filter.x[3, 0] = max(self.filter.x[3, 0], 1.0)

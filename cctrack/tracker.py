@@ -27,14 +27,15 @@ from cctrack.kalman import BoxKalman
 
 @dataclass(frozen=True)
 class TrackerSettings:
-    """How detections become tracks. Defaults suit pedestrians at 10 fps (PETS09-S2L1-like footage)."""
+    """How detections become tracks. Defaults suit pedestrians at 10 fps (PETS09-S2L1-like footage) with
+    the bundled yolo11n detector; chosen on a plateau of bench/tracker.py, not at a peak."""
 
     # Detector score (0-1) at or above which a detection is "high": it can match any track and start one.
     high_score: float = 0.5
     # Scores in [low_score, high_score) are "low": they only keep a currently tracked person alive.
     low_score: float = 0.1
     # A high detection left unmatched starts a new track only at or above this score (>= high_score).
-    new_track_score: float = 0.6
+    new_track_score: float = 0.5
     # Stage 1: least IoU (times the detection score when fuse_score) between a track's predicted box and a
     # high detection for them to match; 0.2 is the usual cost limit 0.8.
     match_iou: float = 0.2
@@ -43,7 +44,9 @@ class TrackerSettings:
     # Stage 3: least IoU (times the score when fuse_score) between a tentative track and a high detection.
     tentative_match_iou: float = 0.3
     # Multiply IoU by the detection score in stages 1 and 3, so that a confident box wins a close call.
-    fuse_score: bool = True
+    # Off by default: at 10 fps the predicted box is further off than at ByteTrack's 30 fps, true IoUs are
+    # lower, and the product with a middling score pushes them under match_iou (bench/tracker.py: IDF1 -1..8).
+    fuse_score: bool = False
     # Consecutive frames with a matched detection before a track is confirmed and reported (>= 1).
     min_hits: int = 2
     # Wall-clock seconds a confirmed track that lost its person waits to be found again before removal;
@@ -65,7 +68,9 @@ class TrackerSettings:
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"tracker.{name} must be in [0, 1], got {getattr(self, name)}")
         if self.low_score > self.high_score:
-            raise ValueError(f"tracker.low_score ({self.low_score}) must not exceed tracker.high_score ({self.high_score})")
+            raise ValueError(
+                f"tracker.low_score ({self.low_score}) must not exceed tracker.high_score ({self.high_score})"
+            )
         if self.new_track_score < self.high_score:
             raise ValueError(
                 f"tracker.new_track_score ({self.new_track_score}) must be >= tracker.high_score ({self.high_score}): "
@@ -142,9 +147,11 @@ def assign(cost: np.ndarray, max_cost: float) -> tuple[np.ndarray, np.ndarray, n
     # cost_limit already refuses worse pairs; checking again keeps ties at the limit on the strict side.
     keep = cost[matched_rows, matched_columns] <= max_cost
     pairs = np.stack([matched_rows[keep], matched_columns[keep]], axis=1).astype(np.int64)
-    unmatched_rows = np.setdiff1d(np.arange(rows), pairs[:, 0])
-    unmatched_columns = np.setdiff1d(np.arange(columns), pairs[:, 1])
-    return pairs, unmatched_rows, unmatched_columns
+    row_matched = np.zeros(rows, dtype=bool)
+    column_matched = np.zeros(columns, dtype=bool)
+    row_matched[pairs[:, 0]] = True
+    column_matched[pairs[:, 1]] = True
+    return pairs, np.flatnonzero(~row_matched), np.flatnonzero(~column_matched)
 
 
 def _match(
@@ -155,10 +162,6 @@ def _match(
     pairs, unmatched_rows, unmatched_columns = assign(cost, max_cost)
     matches = [(tracks[row], int(candidates[column])) for row, column in pairs]
     return matches, [tracks[row] for row in unmatched_rows], candidates[unmatched_columns]
-
-
-import os
-LAST_SEEN = os.environ.get("LAST_SEEN") == "1"
 
 
 class TrackState(Enum):
@@ -172,7 +175,6 @@ class _Track:
 
     def __init__(self, box_xyxy: np.ndarray):
         self.kalman = BoxKalman(box_xyxy)
-        self.last_seen_box = np.asarray(box_xyxy, dtype=np.float64)  # (4,) xyxy px of the latest matched detection
         self.state = TrackState.TENTATIVE
         self.track_id = 0  # public id, given on confirmation so that reported ids have no gaps
         self.consecutive_hits = 1
@@ -260,20 +262,16 @@ class Tracker:
     def _iou_cost(tracks: list[_Track], candidates: np.ndarray, detections: Detections, fuse_score: bool) -> np.ndarray:
         """(tracks, candidates) 1 - IoU of predicted boxes and the detections at indices `candidates`
         (IoU times the detection score when fuse_score)."""
+        if not tracks or not len(candidates):
+            return np.ones((len(tracks), len(candidates)))
         predicted = np.array([t.kalman.box_xyxy for t in tracks]).reshape(-1, 4)
         similarity = iou_matrix(predicted, detections.boxes[candidates])
-        if LAST_SEEN:
-            lost = np.array([t.state is TrackState.LOST for t in tracks], dtype=bool)
-            if lost.any():
-                last_seen = np.array([t.last_seen_box for t in tracks]).reshape(-1, 4)[lost]
-                similarity[lost] = np.maximum(similarity[lost], iou_matrix(last_seen, detections.boxes[candidates]))
         if fuse_score:
             similarity = similarity * detections.scores[candidates][None, :]
         return 1.0 - similarity
 
     def _apply_match(self, track: _Track, box_xyxy: np.ndarray) -> None:
         track.kalman.update(box_xyxy)
-        track.last_seen_box = np.asarray(box_xyxy, dtype=np.float64)
         track.frames_missed = 0
         track.consecutive_hits += 1
         if track.state is TrackState.LOST:
@@ -291,4 +289,5 @@ class Tracker:
         if not reported:
             return TrackedBoxes.empty()
         track_ids, detection_index = np.array(sorted(reported), np.int64).T
-        return TrackedBoxes(track_ids, detections.boxes[detection_index], detections.scores[detection_index], detection_index)
+        boxes, scores = detections.boxes[detection_index], detections.scores[detection_index]
+        return TrackedBoxes(track_ids, boxes, scores, detection_index)

@@ -1,0 +1,220 @@
+"""Benchmark: crops/s of `reid.Embedder` against a plain torchreid-style feature extractor.
+
+Both run the same network on the same real crops (random person-shaped boxes on frames of the bundled
+sample video). The baseline is what torchreid's FeatureExtractor does: per batch, PIL images through
+torchvision Resize / ToTensor / Normalize, an fp32 forward pass, `.cpu()` of every batch. The Embedder
+resizes with cv2 into one uint8 batch, copies it once, normalises on the device, runs channels_last
+(fp16 on CUDA by default; bf16 as an extra row) and copies features back once.
+
+Networks: CSSC-ResNet-50 at 256x128 and 384x192, CSSC-MobileNetV2 at 256x128, and the MobileNetV2
+ImageNet backbone the app uses by default (weights do not change speed; CSSC nets are randomly initialised).
+FLOPs per crop are counted with torch.utils.flop_counter (2 x MACs of convs and matmuls) next to the spec's
+24.3 GFLOPs at 384x192 scaled by pixel count; on CUDA the table also shows achieved TFLOP/s and the
+fraction of the GPU's dense fp16/bf16 peak (--peak-tflops, or a known value for H100 / H200 / A100).
+
+    .venv/bin/python bench/embed.py                         # CPU, small N (about 2 minutes on 2 cores)
+    .venv/bin/python bench/embed.py --device cuda --crops 4096 --batch-size 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torchvision import transforms
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPOSITORY))
+
+from reid.backbones import PooledBackbone, build_backbone  # noqa: E402
+from reid.embedder import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, Embedder, resolve_device  # noqa: E402
+from reid.model import build_model  # noqa: E402
+
+SAMPLE_VIDEO = REPOSITORY / "samples" / "pets09" / "cam_right.mp4"
+RESULTS = REPOSITORY / "bench" / "results"
+SPEC_GFLOPS_384X192 = 24.3  # CSSC-ResNet-50, spec "Size check"
+PEAK_DENSE_HALF_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0}  # vendor dense fp16/bf16 tensor-core peaks
+
+
+def sample_crops(count: int, seed: int = 0) -> list[np.ndarray]:
+    """`count` person-shaped crops (height 80..240 px, width 0.35..0.5 of it) from 20 real frames."""
+    capture = cv2.VideoCapture(str(SAMPLE_VIDEO))
+    frames = []
+    while len(frames) < 20:
+        ok, frame = capture.read()
+        if not ok:
+            raise SystemExit(f"cannot read frames from {SAMPLE_VIDEO}")
+        frames.append(frame)
+    capture.release()
+    generator = np.random.default_rng(seed)
+    crops = []
+    for _ in range(count):
+        frame = frames[generator.integers(len(frames))]
+        height = int(generator.integers(80, 241))
+        width = int(height * generator.uniform(0.35, 0.5))
+        top = int(generator.integers(0, frame.shape[0] - height))
+        left = int(generator.integers(0, frame.shape[1] - width))
+        crops.append(np.ascontiguousarray(frame[top : top + height, left : left + width]))
+    return crops
+
+
+def torchreid_style_embed(
+    network: torch.nn.Module,
+    crops: list[np.ndarray],
+    input_size: tuple[int, int],
+    batch_size: int,
+    device: torch.device,
+) -> np.ndarray:
+    """The baseline: PIL + torchvision transforms per batch, fp32, `.cpu()` per batch."""
+    normalize = transforms.Normalize(IMAGENET_MEAN_RGB, IMAGENET_STD_RGB)
+    transform = transforms.Compose([transforms.Resize(input_size), transforms.ToTensor(), normalize])
+    batches = []
+    with torch.no_grad():
+        for start in range(0, len(crops), batch_size):
+            batch_crops = crops[start : start + batch_size]
+            images = [Image.fromarray(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)) for crop in batch_crops]
+            batch = torch.stack([transform(image) for image in images]).to(device)
+            batches.append(network(batch).cpu())
+    return F.normalize(torch.cat(batches), dim=1).numpy()
+
+
+def count_gflops(network: torch.nn.Module, input_size: tuple[int, int]) -> float:
+    """GFLOPs of one forward pass on one crop (fp32, CPU)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        network.eval()(torch.zeros(1, 3, *input_size))
+    return counter.get_total_flops() / 1e9
+
+
+def crops_per_second(embed, crops: list[np.ndarray], device: torch.device, repeats: int) -> float:
+    """Best of `repeats` timed passes over all crops, after one warm-up pass."""
+    embed(crops[: min(len(crops), 8)])
+    best = float("inf")
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        embed(crops)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return len(crops) / best
+
+
+def peak_tflops(device: torch.device, override: float | None) -> float | None:
+    if override is not None or device.type != "cuda":
+        return override
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in PEAK_DENSE_HALF_TFLOPS.items() if key in name), None)
+
+
+def networks() -> list[tuple[str, torch.nn.Module, tuple[int, int]]]:
+    """(label, network, input size) for every benchmarked configuration; built once, on the CPU."""
+    resnet = build_model("resnet50", num_ids=0, pretrained="none")
+    mobilenet = build_model("mobilenetv2", num_ids=0, pretrained="none")
+    imagenet_mobilenet = PooledBackbone(build_backbone("mobilenetv2", pretrained="imagenet"), pooling="avg")
+    return [
+        ("CSSC-R50 256x128", resnet, (256, 128)),
+        ("CSSC-R50 384x192", resnet, (384, 192)),
+        ("CSSC-MobileNetV2 256x128", mobilenet, (256, 128)),
+        ("MobileNetV2 ImageNet backbone 256x128", imagenet_mobilenet, (256, 128)),
+    ]
+
+
+def run(device: torch.device, crop_count: int, batch_size: int, repeats: int, peak: float | None) -> list[dict]:
+    crops = sample_crops(crop_count)
+    precisions = [None, "bf16"] if device.type == "cuda" else [None]
+    rows = []
+    for label, network, input_size in networks():
+        # Embedder converts the network in place, so every run starts from a plain fp32 CPU copy.
+        network.to(device="cpu", dtype=torch.float32, memory_format=torch.contiguous_format).eval()
+        counted_gflops = count_gflops(network, input_size)
+        spec_gflops = SPEC_GFLOPS_384X192 * input_size[0] * input_size[1] / (384 * 192) if "R50" in label else None
+        network.to(device=device)
+        baseline = crops_per_second(
+            lambda batch: torchreid_style_embed(network, batch, input_size, batch_size, device), crops, device, repeats
+        )
+        for half in precisions:
+            embedder = Embedder(
+                network, dim=network.feature_dim, input_size=input_size, description=label, weights_path=Path(),
+                device=device, half=half, batch_size=batch_size,
+            )
+            ours = crops_per_second(embedder.embed, crops, device, repeats)
+            achieved_tflops = ours * counted_gflops / 1e3
+            rows.append({
+                "network": label, "dtype": str(embedder.dtype).removeprefix("torch."), "device": str(device),
+                "crops": crop_count, "batch_size": batch_size,
+                "embedder_crops_per_s": round(ours, 1), "torchreid_style_fp32_crops_per_s": round(baseline, 1),
+                "speedup": round(ours / baseline, 2),
+                "gflops_per_crop_counted": round(counted_gflops, 2),
+                "gflops_per_crop_spec": round(spec_gflops, 2) if spec_gflops else None,
+                "achieved_tflops": round(achieved_tflops, 3),
+                "fraction_of_peak": round(achieved_tflops / peak, 3) if peak else None,
+            })
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    header = (
+        f"{'network':<40} {'dtype':<9} {'ours/s':>9} {'base/s':>9} {'ratio':>6} "
+        f"{'GFLOP':>7} {'spec':>6} {'TFLOP/s':>8} {'peak':>6}"
+    )
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        spec = f"{row['gflops_per_crop_spec']:.1f}" if row["gflops_per_crop_spec"] else "-"
+        peak = f"{row['fraction_of_peak']:.1%}" if row["fraction_of_peak"] is not None else "-"
+        print(
+            f"{row['network']:<40} {row['dtype']:<9} {row['embedder_crops_per_s']:>9.1f} "
+            f"{row['torchreid_style_fp32_crops_per_s']:>9.1f} {row['speedup']:>5.2f}x "
+            f"{row['gflops_per_crop_counted']:>7.2f} {spec:>6} {row['achieved_tflops']:>8.3f} {peak:>6}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--crops", type=int, default=None, help="crops per pass (default 32 CPU, 4096 CUDA)")
+    parser.add_argument("--batch-size", type=int, default=None, help="default 16 on CPU, 256 on CUDA")
+    parser.add_argument("--repeats", type=int, default=None, help="timed passes, best kept (default 1 CPU, 3 CUDA)")
+    parser.add_argument("--peak-tflops", type=float, default=None, help="dense fp16/bf16 peak of the GPU")
+    parser.add_argument("--output", type=Path, default=RESULTS / "embed.json")
+    arguments = parser.parse_args()
+
+    device = resolve_device(arguments.device)
+    on_gpu = device.type == "cuda"
+    if on_gpu:
+        torch.backends.cudnn.benchmark = True  # fixed shapes per configuration: let cuDNN pick kernels once
+    crop_count = arguments.crops or (4096 if on_gpu else 32)
+    batch_size = arguments.batch_size or (256 if on_gpu else 16)
+    repeats = arguments.repeats or (3 if on_gpu else 1)
+    peak = peak_tflops(device, arguments.peak_tflops)
+    rows = run(device, crop_count, batch_size, repeats, peak)
+    print_table(rows)
+
+    report = {
+        "device": torch.cuda.get_device_name(device) if on_gpu else f"cpu ({torch.get_num_threads()} threads)",
+        "torch": torch.__version__,
+        "peak_tflops": peak,
+        "rows": rows,
+    }
+    arguments.output.parent.mkdir(parents=True, exist_ok=True)
+    temporary = arguments.output.with_name(arguments.output.name + ".tmp")
+    temporary.write_text(json.dumps(report, indent=2) + "\n")
+    os.replace(temporary, arguments.output)
+    print(f"wrote {arguments.output}")
+
+
+if __name__ == "__main__":
+    main()

