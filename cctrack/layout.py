@@ -148,6 +148,18 @@ class CameraLayout:
         fps = np.where(np.isnan(self.fps_override), video_fps, self.fps_override)
         return fps, self.time_offset_seconds
 
+    def move_bounds(self) -> dict[str, np.ndarray] | None:
+        """Flat (C * C,) tables indexed by source * C + target, or None when the layout gates nothing.
+
+        "min" / "max": transit bounds in seconds, min inf where the move is not allowed;
+        "simultaneous": bool, symmetric: may the two cameras see one person at the same moment.
+        """
+        if self.connected.all() and (self.min_transit_seconds == 0).all() and np.isinf(self.max_transit_seconds).all():
+            return None
+        zero_transit = self.connected & (self.min_transit_seconds == 0)
+        return {"min": np.where(self.connected, self.min_transit_seconds, np.inf).reshape(-1),
+                "max": self.max_transit_seconds.reshape(-1), "simultaneous": (zero_transit | zero_transit.T).reshape(-1)}
+
     def longest_gap_seconds(self) -> float:
         """The longest time between two tracklets that any allowed move spans (inf if unbounded)."""
         allowed = self.max_transit_seconds[self.connected]

@@ -3,12 +3,13 @@
 Constrained agglomerative clustering on cosine distance (1 - cosine similarity of L2-normalised
 embeddings), in two steps that scale to 100k tracklets:
 
-1. Candidate pairs. Tracklets sorted by start time are compared block by block (chunked matrix
-   products, on the GPU when there is one): only pairs within the time window and passing the pair
-   gates are kept, and each tracklet keeps its `neighbours_per_tracklet` most similar partners.
-   Pair gates: two tracklets of one camera that overlap in frames are never compared (one person is
-   not in two places in one picture); otherwise the camera layout must allow the move from the
-   earlier tracklet to the later one (cctrack.layout: connected cameras, transit or re-entry bounds).
+1. Candidate pairs. Each camera's tracklets, by start time, are compared with those of the cameras
+   the layout joins to it that lie within the time window, block by block (chunked matrix products,
+   on the GPU when there is one); each tracklet keeps its `neighbours_per_tracklet` most similar
+   partners among the pairs that pass the gates. Pair gates: two tracklets of one camera that overlap
+   in frames are never compared (one person is not in two places in one picture); otherwise the
+   layout must allow the move from the earlier tracklet to the later one (cctrack.layout: connected
+   cameras, transit and re-entry bounds, simultaneous sightings only for overlapping views).
 2. Merging. Clusters joined by candidate pairs merge closest first while their linkage distance is at
    most `distance_threshold`. Linkage distances use the candidate pairs between two clusters only
    ("average" is their mean): with neighbours_per_tracklet >= N and no window this is exact average
@@ -83,14 +84,16 @@ class TrackletTable:
 class LinkSettings:
     """How tracklets are joined into identities."""
 
-    # Cosine distance (1 - cos, in [0, 2]) above which two clusters never merge. 0.4 keeps same-person
-    # pairs of a trained re-id model (typically 0.1-0.35) and rejects different people (0.5 and up).
+    # Cosine distance (1 - cos, in [0, 2]) above which two clusters never merge. For L2-normalised re-id
+    # embeddings same-person pairs mostly lie below ~0.35 and different people above ~0.5; tune per model.
     distance_threshold: float = 0.4
     linkage: str = "average"  # "average", "single" or "complete" (over the candidate pairs, see above)
     # Tracklets further apart in time than this (seconds, shared clock) are not compared; None: no limit.
     max_gap_seconds: float | None = None
     neighbours_per_tracklet: int = 20  # candidate partners kept per tracklet (the kNN graph's k)
-    block_size: int = 2048  # tracklets per side of one similarity block (memory: block_size^2 floats)
+    # Tracklets per side of one similarity block (memory ~ 40 bytes * block_size^2): smaller blocks waste
+    # less work outside a short time window, larger ones pay less per-block overhead.
+    block_size: int = 512
     device: str = "auto"  # "auto": cuda when available, else cpu
 
     def __post_init__(self) -> None:
@@ -148,9 +151,7 @@ def link_tracklets(
     clustering.add_pairs(pair_a, pair_b, distance)
     merges = clustering.run()
     identity = _number_by_first_appearance(clustering.cluster_of_tracklet(), start_seconds)
-    links, confidence = _links_with_confidence(merges, identity, pair_a, pair_b, distance, settings.distance_threshold)
-    identity_confidence = np.ones(int(identity.max(initial=0)))
-    np.minimum.at(identity_confidence, identity[np.array([link.tracklet_a for link in links], np.int64)] - 1, confidence)
+    links, identity_confidence = _links_with_confidence(merges, identity, pair_a, pair_b, distance, settings.distance_threshold)
     return LinkResult(identity=identity, links=links, identity_confidence=identity_confidence)
 
 
@@ -165,7 +166,7 @@ def _number_by_first_appearance(cluster_of: np.ndarray, start_seconds: np.ndarra
 
 def _links_with_confidence(merges: list, identity: np.ndarray, pair_a: np.ndarray, pair_b: np.ndarray,
                            distance: np.ndarray, threshold: float) -> tuple[list[Link], np.ndarray]:
-    """Links of the merges and their confidence (N - M,) float64 (see the module docstring)."""
+    """(links of the merges, (M,) weakest link confidence per identity); see the module docstring."""
     rival_distance = np.full(len(identity), math.inf)
     rivals = identity[pair_a] != identity[pair_b]
     for tracklets in (pair_a, pair_b):
@@ -177,7 +178,9 @@ def _links_with_confidence(merges: list, identity: np.ndarray, pair_a: np.ndarra
         confidence = np.where(margin_distance > 0, np.clip(1 - merges[:, 3] / margin_distance, 0, 1), 0.0)
     links = [Link(int(a), int(b), float(1 - closest), float(score))
              for a, b, closest, score in zip(tracklet_a, tracklet_b, merges[:, 2], confidence)]
-    return links, confidence
+    identity_confidence = np.ones(int(identity.max(initial=0)))
+    np.minimum.at(identity_confidence, identity[tracklet_a] - 1, confidence)
+    return links, identity_confidence
 
 
 def tracklet_seconds(table: TrackletTable, layout: CameraLayout) -> tuple[np.ndarray, np.ndarray]:
@@ -197,70 +200,80 @@ def candidate_pairs(
     settings: LinkSettings,
     layout: CameraLayout,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Gate-passing kNN pairs: (a, b) (P,) int64 row indices with a < b, distance (P,) float64."""
+    """Gate-passing kNN pairs: (a, b) (P,) int64 row indices with a < b, distance (P,) float64.
+
+    Blocking: the tracklets of one camera, by start time, are scored only against the tracklets of
+    cameras the layout joins to it (each camera pair once, from the lower camera index) that lie within
+    the time window, in blocks of block_size x block_size.
+    """
     count = len(table)
     if count < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
     device = _resolve_device(settings.device)
     window = min(math.inf if settings.max_gap_seconds is None else settings.max_gap_seconds, layout.longest_gap_seconds())
-    # Sorted by start, the block of rows [r0, r1) only needs later columns up to max(end) + window.
-    order = np.lexsort((np.arange(count), start_seconds))
-    start_sorted = start_seconds[order]
-    sorted_tensors = {
-        "embedding": torch.from_numpy(embeddings[order]), "camera": torch.from_numpy(table.camera_index[order].astype(np.int64)),
-        "first": torch.from_numpy(table.first_frame[order]), "last": torch.from_numpy(table.last_frame[order]),
-        "start": torch.from_numpy(start_sorted), "end": torch.from_numpy(end_seconds[order]),
-    }
-    tracklet = {name: values.to(device) for name, values in sorted_tensors.items()}
-    moves = {name: torch.from_numpy(values.reshape(-1)).to(device) for name, values in (
-        ("connected", layout.connected), ("min", layout.min_transit_seconds), ("max", layout.max_transit_seconds))}
-    keep = min(settings.neighbours_per_tracklet, max(count - 1, 1))
+    tracklet = {name: torch.from_numpy(values).to(device) for name, values in (
+        ("embedding", embeddings), ("camera", table.camera_index.astype(np.int64)), ("first", table.first_frame),
+        ("last", table.last_frame), ("start", start_seconds), ("end", end_seconds))}
+    moves = layout.move_bounds()
+    moves = None if moves is None else {name: torch.from_numpy(values).to(device) for name, values in moves.items()}
+    keep = min(settings.neighbours_per_tracklet, count - 1)
     best_similarity = torch.full((count, keep), -math.inf, device=device)
     best_partner = torch.full((count, keep), -1, dtype=torch.int64, device=device)
-    positions = torch.arange(count, device=device)
-    for row_start in range(0, count, settings.block_size):
-        rows = slice(row_start, min(count, row_start + settings.block_size))
-        latest = float(end_seconds[order[rows]].max()) + window
-        column_stop = int(np.searchsorted(start_sorted, latest, side="right")) if math.isfinite(latest) else count
-        for column_start in range(row_start, column_stop, settings.block_size):
-            columns = slice(column_start, min(column_stop, column_start + settings.block_size))
-            similarity = tracklet["embedding"][rows] @ tracklet["embedding"][columns].T
-            allowed = _allowed_pairs(tracklet, rows, columns, moves, len(layout.camera_names), window)
-            allowed &= positions[columns][None, :] > positions[rows][:, None]  # each pair once
-            similarity.masked_fill_(~allowed, -math.inf)
-            _keep_most_similar(best_similarity, best_partner, rows, similarity, positions[columns])
-            _keep_most_similar(best_similarity, best_partner, columns, similarity.T, positions[rows])
+
+    by_start = np.lexsort((np.arange(count), start_seconds))
+    camera_by_start = table.camera_index[by_start]
+    joined = layout.connected | layout.connected.T
+    for camera in range(len(layout.camera_names)):
+        row_ids = by_start[camera_by_start == camera]
+        column_ids = by_start[joined[camera][camera_by_start] & (camera_by_start >= camera)]
+        column_latest_end = np.maximum.accumulate(end_seconds[column_ids]) if len(column_ids) else column_ids
+        for block_start in range(0, len(row_ids), settings.block_size):
+            rows = row_ids[block_start:block_start + settings.block_size]
+            # Columns within the window of some row: ending after min(start) - window, starting by max(end) + window.
+            low = int(np.searchsorted(column_latest_end, start_seconds[rows].min() - window, side="left"))
+            high = int(np.searchsorted(start_seconds[column_ids], end_seconds[rows].max() + window, side="right"))
+            for column_start in range(low, high, settings.block_size):
+                columns = column_ids[column_start:min(high, column_start + settings.block_size)]
+                row_tensor, column_tensor = torch.from_numpy(rows).to(device), torch.from_numpy(columns).to(device)
+                similarity = tracklet["embedding"][row_tensor] @ tracklet["embedding"][column_tensor].T
+                allowed = _allowed_pairs(tracklet, row_tensor, column_tensor, moves, len(layout.camera_names), window)
+                similarity.masked_fill_(~allowed, -math.inf)
+                _keep_most_similar(best_similarity, best_partner, row_tensor, similarity, column_tensor)
+                _keep_most_similar(best_similarity, best_partner, column_tensor, similarity.T, row_tensor)
+
     best_similarity, best_partner = best_similarity.cpu().numpy(), best_partner.cpu().numpy()
     found = np.isfinite(best_similarity)
-    row_position = np.broadcast_to(np.arange(count)[:, None], found.shape)[found]
-    a, b = order[row_position], order[best_partner[found]]
-    pair_key = np.minimum(a, b) * count + np.maximum(a, b)
-    pair_key, first = np.unique(pair_key, return_index=True)
+    a, b = np.broadcast_to(np.arange(count)[:, None], found.shape)[found], best_partner[found]
+    pair_key, first = np.unique(np.minimum(a, b) * count + np.maximum(a, b), return_index=True)
     distance = np.clip(1.0 - best_similarity[found][first].astype(np.float64), 0.0, 2.0)
     return pair_key // count, pair_key % count, distance
 
 
-def _allowed_pairs(tracklet: dict, rows: slice, columns: slice, moves: dict, camera_count: int, window: float) -> torch.Tensor:
-    """(R, K) bool: may rows[i] and columns[j] be one person, judged on this pair alone."""
-    row_camera, column_camera = tracklet["camera"][rows][:, None], tracklet["camera"][columns][None, :]
-    frames_overlap = (tracklet["first"][columns][None, :] <= tracklet["last"][rows][:, None]) & (
-        tracklet["first"][rows][:, None] <= tracklet["last"][columns][None, :])
-    allowed = ~((row_camera == column_camera) & frames_overlap)
-    gap_forward = tracklet["start"][columns][None, :] - tracklet["end"][rows][:, None]  # row, then column
-    gap_backward = tracklet["start"][rows][:, None] - tracklet["end"][columns][None, :]  # column, then row
-    overlap = (gap_forward < 0) & (gap_backward < 0)  # seen at the same time: transit 0
-    move_allowed = torch.zeros_like(allowed)
-    for gap, source, target in ((gap_forward, row_camera, column_camera), (gap_backward, column_camera, row_camera)):
-        transit = torch.where(overlap, torch.zeros_like(gap), gap)
-        move = source * camera_count + target
-        move_allowed |= moves["connected"][move] & (transit >= moves["min"][move]) & (transit <= moves["max"][move])
-    allowed &= move_allowed
+def _allowed_pairs(tracklet: dict, rows: torch.Tensor, columns: torch.Tensor, moves: dict | None,
+                   camera_count: int, window: float) -> torch.Tensor:
+    """(R, K) bool: may tracklets rows[i] and columns[j] be one person, judged on this pair alone."""
+    def pair(name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        return tracklet[name][rows][:, None], tracklet[name][columns][None, :]
+
+    (row_camera, column_camera), (row_first, column_first), (row_last, column_last) = pair("camera"), pair("first"), pair("last")
+    (row_start, column_start), (row_end, column_end) = pair("start"), pair("end")
+    frames_overlap = (column_first <= row_last) & (row_first <= column_last)
+    scored_elsewhere = columns[None, :] <= rows[:, None]  # a same-camera pair is met twice: score it once
+    allowed = ~((row_camera == column_camera) & (frames_overlap | scored_elsewhere))
+    gap_forward = column_start - row_end  # seconds from the row's end to the column's start
+    gap_backward = row_start - column_end
+    if moves is not None:
+        forward, backward = row_camera * camera_count + column_camera, column_camera * camera_count + row_camera
+        in_transit_window = ((gap_forward >= moves["min"][forward]) & (gap_forward <= moves["max"][forward])) | (
+            (gap_backward >= moves["min"][backward]) & (gap_backward <= moves["max"][backward]))
+        simultaneous = (gap_forward < 0) & (gap_backward < 0)
+        allowed &= torch.where(simultaneous, moves["simultaneous"][forward], in_transit_window)
     if math.isfinite(window):
         allowed &= torch.maximum(gap_forward, gap_backward) <= window
     return allowed
 
 
-def _keep_most_similar(best_similarity: torch.Tensor, best_partner: torch.Tensor, targets: slice,
+def _keep_most_similar(best_similarity: torch.Tensor, best_partner: torch.Tensor, targets: torch.Tensor,
                        similarity: torch.Tensor, partners: torch.Tensor) -> None:
     """Merge each target row's top partners in `similarity` (T, S) into its running top-k."""
     top_similarity, top_column = similarity.topk(min(best_similarity.shape[1], similarity.shape[1]), dim=1)
@@ -300,13 +313,18 @@ def _checked_embeddings(embeddings: np.ndarray, count: int) -> np.ndarray:
     return embeddings
 
 
+# Fields of a cluster pair's statistics list: sum and count of its candidate-pair distances, their min
+# and max, the closest pair (tracklet rows), whether cannot-link forbids the merge, linkage distance.
+_SUM, _COUNT, _MIN, _MAX, _CLOSEST_A, _CLOSEST_B, _BLOCKED, _LINKAGE = range(8)
+
+
 class _Agglomeration:
     """Closest-first merging over the sparse candidate graph, cannot-link checked at every merge.
 
     Cluster ids are tracklet rows; a merge keeps the id of the cluster with more neighbours, so that
     only the other one's neighbours are revisited (small into large). A pair's statistics live in one
-    list shared by both clusters' neighbour maps: [sum, count, min, max, closest_a, closest_b,
-    blocked, linkage distance]. The heap holds (distance, low id, high id), checked lazily when popped.
+    list shared by both clusters' neighbour maps, its fields named by _SUM ... _LINKAGE.
+    The heap holds (distance, low id, high id), checked lazily when popped.
     """
 
     def __init__(self, table: TrackletTable, settings: LinkSettings) -> None:
@@ -336,9 +354,9 @@ class _Agglomeration:
             if statistics is None:
                 continue
             if self._would_join_overlapping(a, b):
-                statistics[6] = True  # any cluster containing both conflicts too: never look again
+                statistics[_BLOCKED] = True  # any cluster containing both conflicts too: never look again
                 continue
-            merges.append((statistics[4], statistics[5], statistics[2], distance))
+            merges.append((statistics[_CLOSEST_A], statistics[_CLOSEST_B], statistics[_MIN], distance))
             self._merge(a, b)
         return merges
 
@@ -353,7 +371,7 @@ class _Agglomeration:
         """The pair's statistics if a heap entry (distance, a, b) still describes a possible merge."""
         neighbours = self.neighbours[a]
         statistics = None if neighbours is None else neighbours.get(b)
-        if statistics is None or statistics[6] or statistics[7] != distance:
+        if statistics is None or statistics[_BLOCKED] or statistics[_LINKAGE] != distance:
             return None
         return statistics
 
@@ -396,17 +414,17 @@ class _Agglomeration:
                 kept_neighbours[other] = self.neighbours[other][keep] = existing = statistics
             else:
                 _combine(existing, statistics, self.linkage)
-            if not existing[6] and existing[7] <= self.threshold:
-                heapq.heappush(self.closest_first, (existing[7], min(keep, other), max(keep, other)))
+            if not existing[_BLOCKED] and existing[_LINKAGE] <= self.threshold:
+                heapq.heappush(self.closest_first, (existing[_LINKAGE], min(keep, other), max(keep, other)))
         self.neighbours[gone] = None
 
 
 def _combine(into: list, statistics: list, linkage: str) -> None:
     """Pair statistics of (A u B, C) from those of (A, C) in `into` and (B, C) in `statistics`."""
-    into[0] += statistics[0]
-    into[1] += statistics[1]
-    if statistics[2] < into[2]:
-        into[2], into[4], into[5] = statistics[2], statistics[4], statistics[5]
-    into[3] = max(into[3], statistics[3])
-    into[6] = into[6] or statistics[6]
-    into[7] = {"average": into[0] / into[1], "single": into[2], "complete": into[3]}[linkage]
+    into[_SUM] += statistics[_SUM]
+    into[_COUNT] += statistics[_COUNT]
+    if statistics[_MIN] < into[_MIN]:
+        into[_MIN], into[_CLOSEST_A], into[_CLOSEST_B] = statistics[_MIN], statistics[_CLOSEST_A], statistics[_CLOSEST_B]
+    into[_MAX] = max(into[_MAX], statistics[_MAX])
+    into[_BLOCKED] = into[_BLOCKED] or statistics[_BLOCKED]
+    into[_LINKAGE] = {"average": into[_SUM] / into[_COUNT], "single": into[_MIN], "complete": into[_MAX]}[linkage]
