@@ -1,0 +1,358 @@
+"""Train CSSC: config, schedule and the training loop, read top to bottom (spec "Training recipe").
+
+Outputs in out_dir: checkpoint_last.pt (every epoch) and checkpoint_epochNNN.pt (every `checkpoint_every`
+epochs) to resume from, model_final.pt (inference weights), train_log.csv and training_curve.png.
+Resuming is exact: every epoch reseeds all RNGs from (seed, epoch), so the batches and augmentations of
+epoch e do not depend on whether the run was interrupted before it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import dataclasses
+import functools
+import os
+import random
+import time
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from reid.backbones import BACKBONE_NAMES
+from reid.checkpoint import load_checkpoint, save_checkpoint, save_weights
+from reid.datasets import DATASET_NAMES, load_dataset
+from reid.datasets.images import ImageDataset
+from reid.embedder import resolve_device
+from reid.errors import ReidError
+from reid.losses import cssc_loss
+from reid.model import CSSC, build_model
+from reid.sampler import IdentityBatchSampler
+from reid.transforms import build_train_transform
+
+LOG_COLUMNS = ("epoch", "loss", "identity_loss", "triplet_loss", "accuracy", "lr", "seconds")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    dataset: str  # prcc | ltcc | celeb | market | folder
+    backbone: str = "resnet50"
+    pretrained: str = "imagenet"  # "imagenet", "none" (random init) or a path to a backbone state_dict
+    input_size: tuple[int, int] = (384, 192)  # (height, width) pixels
+    epochs: int = 120
+    ids_per_batch: int = 4  # P
+    images_per_id: int = 8  # K
+    lr: float = 3e-4  # Adam
+    weight_decay: float = 5e-4
+    warmup_epochs: int = 10  # linear warm-up from warmup_start_factor x lr
+    warmup_start_factor: float = 0.1
+    lr_milestones: tuple[int, ...] = (30, 60)  # 0-based epochs from which the lr is multiplied by lr_gamma
+    lr_gamma: float = 0.1
+    triplet_start_epoch: int | None = None  # 0-based epoch from which the triplet loss is on; None: first milestone
+    triplet_margin: float = 0.3
+    label_smoothing: float = 0.1
+    flip_probability: float = 0.5
+    pad: int = 10  # pixels of padding before the random crop
+    erasing_probability: float = 0.5
+    seed: int = 666
+    amp: bool = True  # mixed precision on CUDA (bf16 where supported, else fp16 with a GradScaler)
+    checkpoint_every: int = 10  # epochs between kept checkpoints (checkpoint_last.pt is written every epoch)
+    num_workers: int = 4  # DataLoader worker processes
+    folder_train_fraction: float = 0.5  # "folder" dataset only: fraction of identities used for training
+
+    def __post_init__(self) -> None:
+        checks = {
+            "dataset": (self.dataset in DATASET_NAMES, f"one of {', '.join(DATASET_NAMES)}"),
+            "backbone": (self.backbone in BACKBONE_NAMES, f"one of {', '.join(BACKBONE_NAMES)}"),
+            "input_size": (all(side >= 16 for side in self.input_size), "two sides >= 16 pixels"),
+            "epochs": (self.epochs >= 1, ">= 1"),
+            "ids_per_batch": (self.ids_per_batch >= 2, ">= 2 (the triplet loss needs negatives)"),
+            "images_per_id": (self.images_per_id >= 2, ">= 2 (the triplet loss needs positives)"),
+            "lr": (self.lr > 0, "> 0"),
+            "weight_decay": (self.weight_decay >= 0, ">= 0"),
+            "warmup_epochs": (self.warmup_epochs >= 0, ">= 0"),
+            "warmup_start_factor": (0 < self.warmup_start_factor <= 1, "in (0, 1]"),
+            "lr_milestones": (list(self.lr_milestones) == sorted(set(self.lr_milestones)), "strictly increasing"),
+            "lr_gamma": (0 < self.lr_gamma <= 1, "in (0, 1]"),
+            "triplet_start_epoch": (self.triplet_start_epoch is None or self.triplet_start_epoch >= 0, ">= 0 or null"),
+            "triplet_margin": (self.triplet_margin >= 0, ">= 0"),
+            "label_smoothing": (0 <= self.label_smoothing < 1, "in [0, 1)"),
+            "flip_probability": (0 <= self.flip_probability <= 1, "in [0, 1]"),
+            "pad": (self.pad >= 0, ">= 0"),
+            "erasing_probability": (0 <= self.erasing_probability <= 1, "in [0, 1]"),
+            "checkpoint_every": (self.checkpoint_every >= 1, ">= 1"),
+            "num_workers": (self.num_workers >= 0, ">= 0"),
+            "folder_train_fraction": (0 < self.folder_train_fraction <= 1, "in (0, 1]"),
+        }
+        for key, (ok, expected) in checks.items():
+            if not ok:
+                raise ReidError(f"config: {key} = {getattr(self, key)!r} is invalid; expected {expected}")
+
+    @property
+    def first_triplet_epoch(self) -> int:
+        if self.triplet_start_epoch is not None:
+            return self.triplet_start_epoch
+        return self.lr_milestones[0] if self.lr_milestones else 0
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], source: str = "config") -> TrainConfig:
+        """Build from plain values (YAML), naming any unknown key or wrongly typed value."""
+        hints = typing.get_type_hints(cls)
+        unknown = sorted(set(values) - set(hints))
+        if unknown:
+            raise ReidError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(hints)}")
+        if "dataset" not in values:
+            raise ReidError(f"{source}: missing required key 'dataset'")
+        return cls(**{key: _coerce(key, value, hints[key], source) for key, value in values.items()})
+
+    def with_overrides(self, **overrides: Any) -> TrainConfig:
+        """A copy with the non-None overrides applied (validated like a config file)."""
+        given = {key: value for key, value in overrides.items() if value is not None}
+        return TrainConfig.from_dict({**self.as_dict(), **given}, source="overrides")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in dataclasses.asdict(self).items()}
+
+
+def _coerce(key: str, value: Any, hint: Any, source: str) -> Any:
+    """Check `value` against the field's type hint; lists become tuples, ints are accepted for floats."""
+    def fail() -> typing.NoReturn:
+        expected = str(hint) if typing.get_origin(hint) else hint.__name__
+        raise ReidError(f"{source}: {key} = {value!r} has the wrong type; expected {expected}")
+
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    if typing.get_origin(hint) is tuple:
+        item_type, *rest = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)) or any(type(item) is not item_type for item in value):
+            fail()
+        if rest != [Ellipsis] and len(value) != len(typing.get_args(hint)):
+            fail()
+        return tuple(value)
+    if hint is float and type(value) in (int, float):
+        return float(value)
+    if type(value) is not hint:
+        fail()
+    return value
+
+
+def load_config(path: str | os.PathLike) -> TrainConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ReidError(f"config file not found: {path}")
+    try:
+        values = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ReidError(f"config {path} is not valid YAML: {' '.join(str(error).split())}") from error
+    if not isinstance(values, dict):
+        raise ReidError(f"config {path} must be a mapping of keys to values")
+    return TrainConfig.from_dict(values, source=str(path))
+
+
+def lr_factor(epoch: int, warmup_epochs: int, warmup_start_factor: float, milestones: tuple[int, ...], gamma: float) -> float:
+    """Multiplier of the base lr in 0-based `epoch`: linear warm-up, then x gamma at each milestone."""
+    warmup = 1.0
+    if epoch < warmup_epochs:
+        warmup = warmup_start_factor + (1 - warmup_start_factor) * epoch / warmup_epochs
+    return warmup * gamma ** bisect.bisect_right(milestones, epoch)
+
+
+@dataclass(frozen=True)
+class EpochLog:
+    epoch: int  # 1-based number of the finished epoch
+    loss: float  # mean total loss over the epoch's batches
+    identity_loss: float
+    triplet_loss: float
+    accuracy: float  # fraction of training images whose final logits pick the right identity
+    lr: float  # learning rate used during the epoch
+    seconds: float  # wall-clock time of the epoch
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    out_dir: Path
+    final_weights: Path  # model_final.pt, inference weights
+    last_checkpoint: Path  # checkpoint_last.pt, to resume from
+    history: list[EpochLog]  # every epoch so far, including those before a resume
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _mixed_precision(device: torch.device, enabled: bool) -> tuple[torch.dtype | None, torch.amp.GradScaler]:
+    """(autocast dtype or None, scaler): bf16 needs no loss scaling; fp16 does."""
+    if not (enabled and device.type == "cuda"):
+        return None, torch.amp.GradScaler("cuda", enabled=False)
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return dtype, torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+
+
+def _resume(path: Path, model: CSSC, optimizer: torch.optim.Optimizer, scheduler: Any, device: torch.device) -> int:
+    """Load a training checkpoint into the objects; returns the number of epochs it had finished."""
+    payload = load_checkpoint(path, map_location=device)
+    if "optimizer" not in payload:
+        raise ReidError(f"{path} is an inference weights file; resume needs a training checkpoint (checkpoint_*.pt)")
+    arch = payload["arch"]
+    if (arch["backbone"], arch["num_ids"]) != (model.backbone_name, model.num_ids):
+        raise ReidError(
+            f"{path} holds CSSC-{arch['backbone']} with {arch['num_ids']} ids, but this run builds "
+            f"CSSC-{model.backbone_name} with {model.num_ids} ids"
+        )
+    model.load_state_dict(payload["model"])
+    optimizer.load_state_dict(payload["optimizer"])
+    scheduler.load_state_dict(payload["scheduler"])
+    return int(payload["epoch"])
+
+
+def train(
+    config: TrainConfig,
+    data_root: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    resume: Path | None = None,
+    device: str = "auto",
+    progress: bool = False,
+    log: Callable[[str], None] = print,
+) -> TrainResult:
+    """Train CSSC on `config.dataset` at `data_root`, writing checkpoints, logs and the curve to `out_dir`."""
+    device = resolve_device(device)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dataset = load_dataset(config.dataset, data_root, config.folder_train_fraction)
+    log(dataset.summary())
+    sampler = IdentityBatchSampler([s.pid for s in dataset.train], config.ids_per_batch, config.images_per_id, config.seed)
+    transform = build_train_transform(config.input_size, config.flip_probability, config.pad, config.erasing_probability)
+    loader = DataLoader(
+        ImageDataset(dataset.train, transform),
+        batch_sampler=sampler,
+        num_workers=config.num_workers,
+        pin_memory=device.type == "cuda",
+    )
+
+    _seed_everything(config.seed)
+    pretrained = "none" if resume is not None else config.pretrained  # resumed weights replace them anyway
+    model = build_model(config.backbone, dataset.num_train_ids, pretrained).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(
+        [p for p in model.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay
+    )
+    schedule = functools.partial(
+        lr_factor,
+        warmup_epochs=config.warmup_epochs,
+        warmup_start_factor=config.warmup_start_factor,
+        milestones=config.lr_milestones,
+        gamma=config.lr_gamma,
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    start_epoch = _resume(Path(resume), model, optimizer, scheduler, device) if resume is not None else 0
+    history = [row for row in _read_log(out_dir / "train_log.csv") if row.epoch <= start_epoch]
+    autocast_dtype, scaler = _mixed_precision(device, config.amp)
+    last_checkpoint = out_dir / "checkpoint_last.pt"
+
+    for epoch in range(start_epoch, config.epochs):
+        started = time.perf_counter()
+        _seed_everything(config.seed + epoch)
+        sampler.set_epoch(epoch)
+        model.train()
+        use_triplet = epoch >= config.first_triplet_epoch
+        lr = optimizer.param_groups[0]["lr"]
+        sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, identity, triplet, correct (summed)
+        images_seen = 0
+        for images, pids, _, _ in tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False):
+            images = images.to(device, non_blocking=True)
+            if device.type == "cuda":
+                images = images.contiguous(memory_format=torch.channels_last)
+            labels = pids.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                output = model(images)
+            parts = cssc_loss(output, labels, use_triplet, config.triplet_margin, config.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(parts.total).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            correct = (output.logits[-1].argmax(dim=1) == labels).sum()
+            batch = len(labels)
+            sums += torch.stack([parts.total.detach() * batch, parts.identity.detach() * batch,
+                                 parts.triplet.detach() * batch, correct.double()])
+            images_seen += batch
+        scheduler.step()
+
+        loss, identity_loss, triplet_loss, correct = (sums / max(images_seen, 1)).tolist()
+        row = EpochLog(epoch + 1, loss, identity_loss, triplet_loss, correct, lr, time.perf_counter() - started)
+        history.append(row)
+        log(
+            f"epoch {row.epoch}/{config.epochs}  loss {row.loss:.4f} (id {row.identity_loss:.4f}, "
+            f"triplet {row.triplet_loss:.4f})  acc {row.accuracy:.3f}  lr {row.lr:.2e}  {row.seconds:.1f}s"
+        )
+        _write_log(history, out_dir / "train_log.csv")
+        _plot_curve(history, out_dir / "training_curve.png")
+        arguments = (model, optimizer, scheduler, epoch + 1, config.as_dict(), list(config.input_size))
+        save_checkpoint(last_checkpoint, *arguments)
+        if (epoch + 1) % config.checkpoint_every == 0:
+            save_checkpoint(out_dir / f"checkpoint_epoch{epoch + 1:03d}.pt", *arguments)
+
+    final_weights = save_weights(
+        model, out_dir / "model_final.pt", extra={"input_size": list(config.input_size), "dataset": config.dataset,
+                                                   "epochs": config.epochs}
+    )
+    return TrainResult(out_dir, final_weights, last_checkpoint, history)
+
+
+def _write_log(history: list[EpochLog], path: Path) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    with temporary.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(LOG_COLUMNS)
+        for row in history:
+            writer.writerow([row.epoch, *(f"{getattr(row, column):.6g}" for column in LOG_COLUMNS[1:])])
+    os.replace(temporary, path)
+
+
+def _read_log(path: Path) -> list[EpochLog]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as file:
+        return [
+            EpochLog(int(record["epoch"]), *(float(record[column]) for column in LOG_COLUMNS[1:]))
+            for record in csv.DictReader(file)
+        ]
+
+
+def _plot_curve(history: list[EpochLog], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [row.epoch for row in history]
+    figure, loss_axis = plt.subplots(figsize=(7, 4))
+    loss_axis.plot(epochs, [row.loss for row in history], label="total loss")
+    loss_axis.plot(epochs, [row.identity_loss for row in history], label="identity loss")
+    loss_axis.plot(epochs, [row.triplet_loss for row in history], label="triplet loss")
+    loss_axis.set_xlabel("epoch")
+    loss_axis.set_ylabel("loss")
+    accuracy_axis = loss_axis.twinx()
+    accuracy_axis.plot(epochs, [row.accuracy for row in history], color="black", linestyle="--", label="accuracy")
+    accuracy_axis.set_ylabel("train accuracy")
+    accuracy_axis.set_ylim(0, 1)
+    lines = loss_axis.get_lines() + accuracy_axis.get_lines()
+    loss_axis.legend(lines, [line.get_label() for line in lines], loc="center right", fontsize="small")
+    figure.tight_layout()
+    temporary = path.with_name(path.name + ".tmp")
+    figure.savefig(temporary, format="png", dpi=100)
+    plt.close(figure)
+    os.replace(temporary, path)
