@@ -10,7 +10,7 @@ import yaml
 
 from cctrack.errors import CctrackError
 from cctrack.layout import CameraLayout
-from cctrack.link import LinkSettings, TrackletTable, candidate_pairs, link_tracklets, tracklet_seconds
+from cctrack.link import LinkSettings, TrackletTable, candidate_pairs, center_per_camera, link_tracklets, tracklet_seconds
 
 FPS = 10.0
 
@@ -45,7 +45,7 @@ def partition(identity: np.ndarray) -> set[frozenset[int]]:
     return {frozenset(group) for group in groups.values()}
 
 
-SETTINGS = LinkSettings(distance_threshold=0.3)
+SETTINGS = LinkSettings(center_per_camera=False, distance_threshold=0.3)
 
 
 # --- cannot-link ---------------------------------------------------------------------------------
@@ -94,7 +94,7 @@ def test_threshold_merges_just_below_and_not_just_above(distance, merged):
 @pytest.mark.parametrize("max_gap_seconds, merged", [(50.0, False), (200.0, True), (None, True)])
 def test_time_window_limits_comparisons(max_gap_seconds, merged):
     table = make_table(["a", "b"], [(0, 0, 99), (1, 1100, 1200)])  # 100 s between end and start
-    settings = LinkSettings(distance_threshold=0.3, max_gap_seconds=max_gap_seconds)
+    settings = LinkSettings(center_per_camera=False, distance_threshold=0.3, max_gap_seconds=max_gap_seconds)
     assert same_person(link_tracklets(table, unit([[1, 0], [1, 0]]), settings), 0, 1) is merged
 
 
@@ -368,7 +368,7 @@ def random_scene(seed: int, count: int = 36, people: int = 7, cameras: int = 4):
 def test_sparse_clustering_matches_the_dense_reference_when_every_pair_is_a_candidate(linkage, seed, threshold):
     # Thresholds of 0.8 and 1.0 merge different people too: many merges whose order the linkage decides.
     table, embeddings = random_scene(seed)
-    settings = LinkSettings(distance_threshold=threshold, linkage=linkage, neighbours_per_tracklet=len(table), block_size=5)
+    settings = LinkSettings(center_per_camera=False, distance_threshold=threshold, linkage=linkage, neighbours_per_tracklet=len(table), block_size=5)
     layout = CameraLayout.open(table.camera_names)
     assert partition(link_tracklets(table, embeddings, settings).identity) == reference_link(table, embeddings, settings, layout)
 
@@ -380,7 +380,7 @@ def test_sparse_clustering_matches_the_dense_reference_with_layout_and_window():
               "cameras": {"c2": {"time_offset_seconds": -20}},
               "reentry": {"max_gap_seconds": 200}}
     layout = CameraLayout.from_dict(config, table.camera_names)
-    settings = LinkSettings(distance_threshold=0.35, max_gap_seconds=150, neighbours_per_tracklet=len(table), block_size=7)
+    settings = LinkSettings(center_per_camera=False, distance_threshold=0.35, max_gap_seconds=150, neighbours_per_tracklet=len(table), block_size=7)
     expected = reference_link(table, embeddings, settings, layout)
     assert partition(link_tracklets(table, embeddings, settings, layout).identity) == expected
     assert len(expected) < len(table)  # the scene does merge something
@@ -397,7 +397,7 @@ def test_candidate_search_keeps_each_tracklets_nearest_allowed_partners(layout_c
     table, embeddings = random_scene(5, count=80)
     layout = CameraLayout.from_dict(layout_config, table.camera_names)
     start, end = tracklet_seconds(table, layout)
-    settings = LinkSettings(neighbours_per_tracklet=3, max_gap_seconds=200, block_size=8)
+    settings = LinkSettings(center_per_camera=False, neighbours_per_tracklet=3, max_gap_seconds=200, block_size=8)
     pair_a, pair_b, distance = candidate_pairs(table, embeddings, start, end, settings, layout)
     found = {(a, b): d for a, b, d in zip(pair_a.tolist(), pair_b.tolist(), distance.tolist())}
     expected = set()
@@ -409,7 +409,7 @@ def test_candidate_search_keeps_each_tracklets_nearest_allowed_partners(layout_c
     for (a, b), pair_distance in found.items():
         assert pair_distance == pytest.approx(1 - float(embeddings[a] @ embeddings[b]), abs=1e-5)
     # Block size changes the work split, not the answer.
-    bigger = candidate_pairs(table, embeddings, start, end, LinkSettings(neighbours_per_tracklet=3, max_gap_seconds=200), layout)
+    bigger = candidate_pairs(table, embeddings, start, end, LinkSettings(center_per_camera=False, neighbours_per_tracklet=3, max_gap_seconds=200), layout)
     assert np.array_equal(bigger[0], pair_a) and np.array_equal(bigger[1], pair_b)
 
 
@@ -421,5 +421,39 @@ def test_few_neighbours_still_recover_well_separated_people():
     first = person * 10 + np.tile(np.arange(count // people), people) * 600
     table = make_table([f"c{c}" for c in range(5)], list(zip(rng.integers(0, 5, count), first, first + 300)))
     embeddings = unit(unit(rng.normal(size=(people, 64)))[person] + rng.normal(scale=0.05, size=(count, 64)))
-    result = link_tracklets(table, embeddings, LinkSettings(neighbours_per_tracklet=5, block_size=64))
+    result = link_tracklets(table, embeddings, LinkSettings(center_per_camera=False, neighbours_per_tracklet=5, block_size=64))
     assert partition(result.identity) == partition(person)
+
+
+def test_centering_per_camera_removes_a_camera_wide_appearance_shift():
+    """Two people seen by two cameras whose look (colour, background) shifts every embedding of a camera the
+    same way: raw, each camera's tracklets look alike; centred, the people match across cameras."""
+    rng = np.random.default_rng(3)
+    person = rng.normal(size=(2, 64))
+    camera_look = rng.normal(size=(2, 64)) * 3.0
+    visits = 8  # each person passes each camera 8 times: enough tracklets for a well-estimated camera mean
+    rows = [(camera, who) for camera in (0, 1) for _ in range(visits) for who in (0, 1)]
+    embeddings = np.array([person[who] + camera_look[camera] + rng.normal(scale=0.05, size=64) for camera, who in rows])
+    embeddings = (embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)).astype(np.float32)
+    table = TrackletTable(
+        camera_names=("a", "b"),
+        camera_fps=(10.0, 10.0),
+        camera_index=np.array([camera for camera, _ in rows]),
+        first_frame=np.array([100 * (i // 2 % visits) for i in range(len(rows))]),
+        last_frame=np.array([100 * (i // 2 % visits) + 50 for i in range(len(rows))]),
+    )
+    raw = link_tracklets(table, embeddings, LinkSettings(distance_threshold=0.8, center_per_camera=False))
+    centred = link_tracklets(table, embeddings, LinkSettings(distance_threshold=0.8))
+    same_person = np.array([who for _, who in rows])
+    raw_groups = {tuple(np.flatnonzero(raw.identity == i)) for i in np.unique(raw.identity)}
+    assert all(len({camera for camera, _ in (rows[j] for j in group)}) == 1 for group in raw_groups)
+    for who in (0, 1):
+        assert len(set(centred.identity[same_person == who])) == 1
+    assert centred.identity[0] != centred.identity[1]
+
+
+def test_centering_barely_moves_a_camera_with_a_single_tracklet():
+    embeddings = np.eye(3, dtype=np.float32)[[0, 1, 1]]
+    centred = center_per_camera(embeddings, np.array([0, 1, 1]))
+    assert np.allclose(centred[0], embeddings[0])
+    assert np.allclose(np.linalg.norm(centred, axis=1), 1.0)
