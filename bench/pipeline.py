@@ -16,12 +16,12 @@ import argparse
 import json
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from bench.stress import make_hue_rotated_copy
 from cctrack.config import load_config
-from cctrack.detect import bundled_weights_path, resolve_device
+from cctrack.detect import bundled_weights_path
+from cctrack.device import resolve_device
 from cctrack.evaluate import evaluate_run
 from cctrack.pipeline import relink, run
 from cctrack.sample import write_sample_ground_truth

@@ -124,6 +124,20 @@ def sample_gt_command(out_dir: Path = typer.Argument(..., help="Where to write <
         typer.echo(f"{camera}: {path}")
 
 
+@app.command("export-dataset")
+@_user_errors
+def export_dataset_command(
+    out_dir: Path = typer.Argument(..., help="Output folder of `cctrack run`"),
+    target: Path = typer.Argument(..., help="New folder for the dataset"),
+) -> None:
+    """Write the run's crops as a re-id training set (`reid train ... --data-root TARGET`, dataset: folder),
+    with the global identities as (pseudo) labels."""
+    from cctrack.export import export_reid_dataset
+
+    count = export_reid_dataset(out_dir, target)
+    typer.echo(f"{count} crops written to {target}")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

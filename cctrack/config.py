@@ -175,6 +175,8 @@ def _coerce(key: str, annotation: Any, value: Any) -> Any:
             return value
         if origin is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if origin is float and isinstance(value, str) and _is_float_text(value):
+            return float(value)  # YAML 1.1 reads "1e-3" (no dot) as a string
         if origin is str and isinstance(value, str):
             return value
         if origin in (tuple, list) and isinstance(value, (list, tuple)):
@@ -183,3 +185,11 @@ def _coerce(key: str, annotation: Any, value: Any) -> Any:
             return value
     names = " or ".join(getattr(option, "__name__", str(option)) for option in allowed)
     raise CctrackError(f"config: {key} must be {names}, got {value!r}")
+
+
+def _is_float_text(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

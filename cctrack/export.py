@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 
 from cctrack import __version__
 from cctrack.cache import crop_path
+from cctrack.errors import CctrackError
 from cctrack.files import write_json_atomic, write_text_atomic
 from cctrack.link import LinkResult
 from cctrack.tracklets import Tracklet
@@ -127,3 +130,36 @@ def validate_identities(document: dict) -> None:
 
 def identity_of_tracklets(result: LinkResult) -> list[int]:
     return [int(identity) for identity in np.asarray(result.identity)]
+
+
+def export_reid_dataset(out_dir: Path, target: Path) -> int:
+    """Write a run's crops as a `reid` folder-of-identities dataset, one folder per global identity:
+    `<target>/<identity>/<camera>_t<track id>_<k>.jpg` ('_' in camera names becomes '-', since '_' separates
+    the tokens). The outfit token is the tracklet (`t<track id>`):
+    cctrack cannot know clothes, and one tracklet is one outfit. Returns the number of images written.
+
+    Train on it with `reid train --config configs/cssc_tiny.yaml --data-root TARGET` (dataset: folder)."""
+    document_path = Path(out_dir) / "identities.json"
+    if not document_path.is_file():
+        raise CctrackError(f"{document_path} not found: run `cctrack run` (with linking) first")
+    if Path(target).exists():
+        raise CctrackError(f"dataset folder {target} already exists; give a new one")
+    staging = Path(target).with_name(f".{Path(target).name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    written = 0
+    try:
+        for identity in json.loads(document_path.read_text())["identities"]:
+            for tracklet in identity["tracklets"]:
+                camera_token = tracklet["camera"].replace("_", "-")
+                rank = 0
+                while (source := Path(out_dir) / crop_path(tracklet["camera"], tracklet["track_id"], rank)).is_file():
+                    destination = staging / f"{identity['id']:05d}" / f"{camera_token}_t{tracklet['track_id']}_{rank}.jpg"
+                    destination.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(source, destination)
+                    written += 1
+                    rank += 1
+        staging.mkdir(parents=True, exist_ok=True)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return written

@@ -171,7 +171,11 @@ class Embedder:
         height, width = self.input_size
         resized = np.empty((len(crops), height, width, 3), dtype=np.uint8)
         for index, crop in enumerate(crops):
-            resized[index] = cv2.resize(crop, (width, height), interpolation=cv2.INTER_LINEAR)
+            # Shrinking with area averaging matches the antialiased resize that training used (torchvision);
+            # plain bilinear would alias. Enlarging (small people) stays bilinear, as in training.
+            shrinking = crop.shape[0] > height or crop.shape[1] > width
+            interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+            resized[index] = cv2.resize(crop, (width, height), interpolation=interpolation)
         pixels_bgr = torch.from_numpy(resized).to(self.device)
         normalised_rgb = pixels_bgr.flip(3).float() * self._scale + self._shift
         return normalised_rgb.to(self.dtype).permute(0, 3, 1, 2)

@@ -100,6 +100,20 @@ def test_link_relinks_from_the_cache_without_the_videos(finished_run, tmp_path):
     assert document["summary"]["multi_camera_identities"] == 0
 
 
+def test_crops_export_as_a_reid_folder_dataset(finished_run, tmp_path):
+    from reid.datasets import load_folder
+
+    result = invoke("export-dataset", finished_run, tmp_path / "dataset")
+    assert result.exit_code == 0, result.output
+    document = json.loads((finished_run / "identities.json").read_text())
+    dataset = load_folder(tmp_path / "dataset", train_fraction=1.0)
+    assert dataset.num_train_ids == document["summary"]["identities"]
+    assert {sample.camid for sample in dataset.train} == {0, 1}  # cam-left, cam-right
+    assert len(dataset.train) == len(list(finished_run.glob("crops/*/*.jpg")))
+    again = invoke("export-dataset", finished_run, tmp_path / "dataset")
+    assert again.exit_code == 2 and "already exists" in again.stderr
+
+
 def test_link_rejects_a_corrupt_cache(finished_run, tmp_path):
     out = tmp_path / "copy"
     shutil.copytree(finished_run, out)
@@ -210,3 +224,41 @@ def test_unwritable_output_folder_is_a_clear_error(crossing_sample, tmp_path):
     result = invoke("run", crossing_sample, "--out", blocker / "out", "--quiet")
     assert result.exit_code == 2
     assert "is not writable" in result.stderr
+
+
+def test_eval_command_scores_a_known_answer_and_writes_json(tmp_path):
+    """The sample's own ground truth as the prediction scores 1.0; swapping two people's global ids in one
+    camera keeps that camera perfect but lowers the multi-camera IDF1."""
+    gt = tmp_path / "gt"
+    assert invoke("sample-gt", gt).exit_code == 0
+    perfect = tmp_path / "perfect"
+    swapped = tmp_path / "swapped"
+    for camera in ("cam_left", "cam_right"):
+        rows = np.loadtxt(gt / camera / "gt" / "gt.txt", delimiter=",")
+        for folder in (perfect, swapped):
+            (folder / "global").mkdir(parents=True, exist_ok=True)
+        np.savetxt(perfect / "global" / f"{camera}.txt", rows, delimiter=",", fmt="%g")
+        if camera == "cam_left":
+            ids = rows[:, 1].copy()
+            rows[ids == 16, 1], rows[ids == 17, 1] = 17, 16
+        np.savetxt(swapped / "global" / f"{camera}.txt", rows, delimiter=",", fmt="%g")
+    result = invoke("eval", "--gt", gt, "--pred", perfect)
+    assert result.exit_code == 0, result.output
+    assert "multi-camera" in result.stdout
+    metrics = json.loads((perfect / "eval.json").read_text())
+    assert metrics["multi_camera"]["idf1"] == pytest.approx(1.0)
+    assert metrics["per_camera"]["cam_left"]["mota"] == pytest.approx(1.0)
+    result = invoke("eval", "--gt", gt, "--pred", swapped, "--json", tmp_path / "swapped.json")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "swapped.json").read_text())
+    assert metrics["per_camera"]["cam_left"]["idf1"] == pytest.approx(1.0)
+    assert metrics["multi_camera"]["idf1"] < 0.99
+
+
+def test_eval_names_a_camera_missing_from_the_predictions(tmp_path):
+    gt = tmp_path / "gt"
+    invoke("sample-gt", gt)
+    (tmp_path / "pred" / "global").mkdir(parents=True)
+    (tmp_path / "pred" / "global" / "cam_left.txt").write_text("")
+    result = invoke("eval", "--gt", gt, "--pred", tmp_path / "pred")
+    assert result.exit_code == 2 and "cam_right" in result.stderr

@@ -16,8 +16,9 @@ def test_overrides_reach_every_section_with_yaml_typing(tmp_path):
     assert config.detector.weights == "/x.pt"
 
 
-def test_float_fields_accept_integers():
+def test_float_fields_accept_integers_and_exponents():
     assert load_config(None, ["video.image_fps=30"]).video.image_fps == 30.0
+    assert load_config(None, ["link.distance_threshold=1e-3"]).link.distance_threshold == 0.001
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,6 @@
 """The README's two setup commands are the project's contract: keep CI and the sample in step with them."""
 
 import re
-from pathlib import Path
 
 from tests.conftest import REPO_ROOT
 

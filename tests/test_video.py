@@ -1,7 +1,5 @@
-from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
 from cctrack.errors import CctrackError
