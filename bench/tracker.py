@@ -26,7 +26,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -36,30 +35,13 @@ from cctrack.detections import Detections  # noqa: E402
 from cctrack.errors import CctrackError  # noqa: E402
 from cctrack.evaluate import evaluate_camera, read_mot_txt  # noqa: E402
 from cctrack.tracker import Tracker, TrackerSettings  # noqa: E402
-from cctrack.video import Camera, read_frames  # noqa: E402
+from cctrack.video import Camera, open_video, read_frames  # noqa: E402
 
 SAMPLE_VIDEOS = tuple(REPOSITORY / "samples" / "pets09" / f"{name}.mp4" for name in ("cam_left", "cam_right"))
 RESULTS = REPOSITORY / "bench" / "results"
 
 
 # ------------------------------------------------------------------------------------------ inputs
-
-
-def open_camera(path: Path) -> Camera:
-    capture = cv2.VideoCapture(str(path))
-    try:
-        if not capture.isOpened():
-            raise CctrackError(f"cannot open video {path}")
-        fps = capture.get(cv2.CAP_PROP_FPS)
-        camera = Camera(
-            path.stem, path, float(fps), int(capture.get(cv2.CAP_PROP_FRAME_COUNT)),
-            int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
-        )
-    finally:
-        capture.release()
-    if not fps > 0:
-        raise CctrackError(f"video {path} does not report a frame rate")
-    return camera
 
 
 def load_or_detect(camera: Camera, cache: Path) -> list[Detections]:
@@ -185,7 +167,7 @@ def ground_truth_files(videos: list[Path], gt_arguments: list[str], scratch: Pat
 
 
 def bench_camera(video: Path, cache_dir: Path, gt_file: Path | None, repeats: int, settings: TrackerSettings) -> dict:
-    camera = open_camera(video)
+    camera = open_video(video)
     detections = load_or_detect(camera, cache_dir / f"detections_{camera.name}.npz")
     our_seconds, runs = min((run_ours(detections, camera.fps, settings) for _ in range(repeats)), key=lambda r: r[0])
     byte_seconds, byte_runs = min((run_bytetrack(detections) for _ in range(repeats)), key=lambda r: r[0])

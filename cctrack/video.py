@@ -64,7 +64,7 @@ def discover_cameras(video_dir: Path, image_fps: float = 25.0) -> list[Camera]:
         if entry.is_dir():
             cameras.append(_open_image_sequence(entry, image_fps))
         elif entry.suffix.lower() in VIDEO_EXTENSIONS:
-            cameras.append(_open_video(entry))
+            cameras.append(open_video(entry))
         else:
             raise CctrackError(
                 f"not a video: {entry} (supported: {', '.join(VIDEO_EXTENSIONS)}, or a folder of images per camera)"
@@ -76,7 +76,8 @@ def discover_cameras(video_dir: Path, image_fps: float = 25.0) -> list[Camera]:
     return cameras
 
 
-def _open_video(path: Path) -> Camera:
+def open_video(path: Path) -> Camera:
+    """One video file as a camera, checked to open and decode its first frame."""
     capture = cv2.VideoCapture(str(path))
     try:
         if not capture.isOpened():
