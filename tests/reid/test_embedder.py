@@ -49,10 +49,13 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 
 
 def reference_embeddings(network: torch.nn.Module, crops: list[np.ndarray], height: int, width: int) -> np.ndarray:
-    """One crop at a time, preprocessing written out in numpy: resize, BGR->RGB, /255, ImageNet mean/std."""
+    """One crop at a time, preprocessing written out in numpy: resize (area averaging when shrinking, bilinear
+    when enlarging), BGR->RGB, /255, ImageNet mean/std."""
     rows = []
     for crop in crops:
-        rgb = cv2.resize(crop, (width, height), interpolation=cv2.INTER_LINEAR)[:, :, ::-1] / 255.0
+        shrinking = crop.shape[0] > height or crop.shape[1] > width
+        interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+        rgb = cv2.resize(crop, (width, height), interpolation=interpolation)[:, :, ::-1] / 255.0
         normalised = (rgb - np.array(IMAGENET_MEAN_RGB)) / np.array(IMAGENET_STD_RGB)
         image = torch.from_numpy(normalised.transpose(2, 0, 1)[None].astype(np.float32))
         with torch.no_grad():
