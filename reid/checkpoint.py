@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from reid.errors import ReidError
+from reid.files import atomic_path
 from reid.model import CSSC, build_model, inference_state_dict, is_training_head_key
 
 WEIGHTS_FORMAT = "cssc-weights-v1"
@@ -193,8 +194,6 @@ def _plain(value: Any, where: str) -> Any:
 
 
 def _save_atomically(payload: dict, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    torch.save(_plain(payload, "checkpoint"), temporary)
-    os.replace(temporary, path)
+    with atomic_path(path) as temporary:
+        torch.save(_plain(payload, "checkpoint"), temporary)
     return path

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from pathlib import Path
 from typing import Callable, Optional
 
 import typer
 
 from reid.errors import ReidError
+from reid.files import atomic_path
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="CSSC cloth-changing person re-identification.")
 
@@ -98,11 +98,9 @@ def eval_command(
     )
     typer.echo(metrics_table(dataset, results))
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        temporary = json_out.with_name(json_out.name + ".tmp")
         payload = {"checkpoint": str(checkpoint), "dataset": dataset, "data_root": str(data_root), "protocols": results}
-        temporary.write_text(json.dumps(payload, indent=2) + "\n")
-        os.replace(temporary, json_out)
+        with atomic_path(json_out) as temporary:
+            temporary.write_text(json.dumps(payload, indent=2) + "\n")
         typer.echo(f"wrote {json_out}")
 
 

@@ -11,6 +11,7 @@ import torch
 
 from reid.checkpoint import model_from_checkpoint
 from reid.errors import ReidError
+from reid.files import atomic_path
 
 ONNX_INPUT_NAME = "images"  # (batch, 3, height, width) float32, RGB, ImageNet-normalised
 ONNX_OUTPUT_NAME = "features"  # (batch, feature_dim) float32, not L2-normalised
@@ -31,11 +32,9 @@ def export_onnx(
     if height < 32 or width < 32:
         raise ReidError(f"input_size {height}x{width} is too small for export; both sides must be >= 32 pixels")
     onnx_path = Path(onnx_path)
-    onnx_path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = onnx_path.with_name(onnx_path.name + ".tmp")
     example = torch.zeros(2, 3, height, width)
     # The TorchScript exporter: the dynamo one needs the onnxscript package, which is not a dependency.
-    with warnings.catch_warnings():
+    with atomic_path(onnx_path) as temporary, warnings.catch_warnings():
         warnings.simplefilter("ignore", category=DeprecationWarning)
         torch.onnx.export(
             model,
@@ -47,5 +46,4 @@ def export_onnx(
             opset_version=opset,
             dynamo=False,
         )
-    os.replace(temporary, onnx_path)
     return onnx_path

@@ -34,6 +34,7 @@ from reid.datasets import DATASET_NAMES, load_dataset
 from reid.datasets.images import ImageDataset
 from reid.embedder import resolve_device
 from reid.errors import ReidError
+from reid.files import atomic_path
 from reid.losses import cssc_loss
 from reid.model import CSSC, build_model
 from reid.sampler import IdentityBatchSampler
@@ -313,13 +314,11 @@ def train(
 
 
 def _write_log(history: list[EpochLog], path: Path) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    with temporary.open("w", newline="") as file:
+    with atomic_path(path) as temporary, temporary.open("w", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(LOG_COLUMNS)
         for row in history:
             writer.writerow([row.epoch, *(f"{getattr(row, column):.6g}" for column in LOG_COLUMNS[1:])])
-    os.replace(temporary, path)
 
 
 def _read_log(path: Path) -> list[EpochLog]:
@@ -352,7 +351,6 @@ def _plot_curve(history: list[EpochLog], path: Path) -> None:
     lines = loss_axis.get_lines() + accuracy_axis.get_lines()
     loss_axis.legend(lines, [line.get_label() for line in lines], loc="center right", fontsize="small")
     figure.tight_layout()
-    temporary = path.with_name(path.name + ".tmp")
-    figure.savefig(temporary, format="png", dpi=100)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=100)
     plt.close(figure)
-    os.replace(temporary, path)

@@ -163,7 +163,7 @@ def test_tiny_training_learns_and_beats_chance(cloth_changing_root, tmp_path):
     assert (run / "training_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     log_rows = (run / "train_log.csv").read_text().splitlines()
     assert log_rows[0] == "epoch,loss,identity_loss,triplet_loss,accuracy,lr,seconds" and len(log_rows) == 3
-    assert not list(run.glob("*.tmp"))
+    assert not [p for p in run.iterdir() if ".tmp" in p.name]
     assert load_checkpoint(run / "model_final.pt")["arch"]["input_size"] == [128, 64]
 
     results = evaluate_checkpoint(run / "model_final.pt", "folder", cloth_changing_root, device="cpu")
