@@ -21,7 +21,8 @@ import numpy as np
 
 from cctrack.errors import CctrackError
 from cctrack.files import atomic_path
-from cctrack.sample import read_video_frames, video_fps, write_video
+from cctrack.sample import read_video_frames, write_video
+from cctrack.video import open_video
 
 OPENCV_HUE_STEPS = 180  # 8-bit OpenCV HSV stores hue in 0..179, two degrees per step
 
@@ -55,7 +56,7 @@ def make_hue_rotated_copy(
     for video in videos:
         target = out_dir / video.name
         if video.stem == camera:
-            write_video(target, _hue_rotated_frames(video, degrees), video_fps(video))
+            write_video(target, _hue_rotated_frames(video, degrees), open_video(video).fps)
         else:
             with atomic_path(target) as temporary:
                 shutil.copyfile(video, temporary)

@@ -20,6 +20,7 @@ import numpy as np
 from cctrack.errors import CctrackError
 from cctrack.evaluate import read_mot_txt, write_mot_txt
 from cctrack.files import atomic_path, write_text_atomic
+from cctrack.video import open_video, read_frames
 
 SOURCE_WIDTH = 768  # pixels, vtest.avi
 SOURCE_HEIGHT = 576  # pixels, vtest.avi
@@ -72,30 +73,9 @@ def render_camera_frame(source_frame_bgr: np.ndarray, camera: VirtualCamera) -> 
 
 
 def read_video_frames(path: str | Path) -> Iterator[np.ndarray]:
-    """Yield a video's frames one at a time (H, W, 3 uint8 BGR), so long videos never sit in memory."""
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        raise CctrackError(f"cannot open video {path}")
-    try:
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                return
-            yield frame
-    finally:
-        capture.release()
-
-
-def video_fps(path: str | Path) -> float:
-    """The frame rate a video's header states (frames per second)."""
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        raise CctrackError(f"cannot open video {path}")
-    fps = capture.get(cv2.CAP_PROP_FPS)
-    capture.release()
-    if not fps > 0:
-        raise CctrackError(f"video {path} states no frame rate")
-    return float(fps)
+    """A video's frames one at a time (H, W, 3 uint8 BGR), through cctrack.video's reader, which also
+    refuses a truncated file."""
+    return (frame for _, frame in read_frames(open_video(Path(path))))
 
 
 def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float) -> int:
