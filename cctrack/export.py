@@ -12,7 +12,6 @@ import os
 import shutil
 from pathlib import Path
 
-import numpy as np
 
 from cctrack import __version__
 from cctrack.cache import crop_path
@@ -126,10 +125,6 @@ def validate_identities(document: dict) -> None:
     import jsonschema
 
     jsonschema.validate(document, json.loads(SCHEMA_PATH.read_text()))
-
-
-def identity_of_tracklets(result: LinkResult) -> list[int]:
-    return [int(identity) for identity in np.asarray(result.identity)]
 
 
 def export_reid_dataset(out_dir: Path, target: Path) -> int:
