@@ -12,7 +12,6 @@ import os
 import shutil
 from pathlib import Path
 
-
 from cctrack import __version__
 from cctrack.cache import crop_path
 from cctrack.errors import CctrackError
