@@ -40,7 +40,7 @@ import torch  # noqa: E402
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))  # run as a plain script from a checkout, installed or not
 from cctrack.files import write_json_atomic  # noqa: E402
-from cctrack.layout import CameraLayout  # noqa: E402
+from cctrack.link.layout import CameraLayout  # noqa: E402
 from cctrack.link import LinkSettings, TrackletTable, link_tracklets  # noqa: E402
 
 RESULTS_PATH = REPO_ROOT / "bench" / "results" / "link.json"

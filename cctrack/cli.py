@@ -49,7 +49,7 @@ def run_command(
     stride: Optional[int] = typer.Option(None, "--stride", help="Process every N-th frame"),
     image_size: Optional[int] = typer.Option(None, "--imgsz", help="Detector inference size (pixels, multiple of 32)"),
     detector_weights: Optional[str] = typer.Option(None, "--detector-weights", help="An ultralytics .pt file"),
-    reid_checkpoint: Optional[str] = typer.Option(None, "--reid-checkpoint", help="A CSSC checkpoint from `reid train`"),
+    reid_checkpoint: Optional[str] = typer.Option(None, "--reid-checkpoint", help="A CSSC checkpoint from `reid train`; default: the shipped model; imagenet: the untrained baseline"),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda:0, ..."),
     video: Optional[bool] = typer.Option(None, "--video/--no-video", help="Write annotated videos"),
     link: Optional[bool] = typer.Option(None, "--link/--no-link", help="Link tracklets across cameras (re-id)"),

@@ -52,7 +52,8 @@ class TrackletSettings:
 
 @dataclass(frozen=True)
 class ReidSettings:
-    # A CSSC checkpoint or weights file from `reid train`; None = the offline ImageNet MobileNetV2 backbone.
+    # A CSSC checkpoint or weights file from `reid train`; None = the shipped CSSC-MobileNetV2 (CUHK03);
+    # "imagenet" = the untrained ImageNet MobileNetV2 backbone (the old baseline, for comparisons).
     checkpoint: str | None = None
     # "reid": the network above; "colour_histogram": the colour baseline (for comparisons, see bench/pipeline.py).
     descriptor: str = "reid"

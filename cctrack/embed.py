@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Sequence
 
@@ -19,24 +20,45 @@ from cctrack.histogram import ColourHistogramEmbedder
 CROPS_PER_CALL = 1024
 
 
+IMAGENET_BASELINE = "imagenet"  # reid.checkpoint value that selects the untrained ImageNet backbone
+# Link calibrations of the two baselines, fitted like a trained model's (reid.calibration) on the 60
+# CUHK03 train identities the shipped model never saw: `python tools/calibrate_baselines.py`.
+BASELINE_CALIBRATIONS_PATH = Path(__file__).resolve().parent / "baseline_calibrations.json"
+
+
 def load_embedder(
     checkpoint: str | None, device: str = "auto", half: bool | None = None, batch_size: int = 128, descriptor: str = "reid"
 ):
-    """A CSSC checkpoint when given, else the offline ImageNet MobileNetV2 backbone (no untrained heads);
+    """The descriptor the app embeds crops with, with its link calibration (`.calibration`):
+    checkpoint None -> the shipped CSSC model (reid.pretrained); "imagenet" -> the offline ImageNet
+    MobileNetV2 backbone, untrained for re-id (a baseline); a path -> that CSSC checkpoint.
     descriptor="colour_histogram" gives the colour baseline instead of a network."""
     from reid import Embedder
     from reid.errors import ReidError
+    from reid.pretrained import default_weights_path
 
     if descriptor == "colour_histogram":
-        return ColourHistogramEmbedder()
+        embedder = ColourHistogramEmbedder()
+        embedder.calibration = baseline_calibration("colour_histogram")
+        return embedder
     try:
-        if checkpoint:
-            if not Path(checkpoint).is_file():
-                raise CctrackError(f"re-id checkpoint not found: {checkpoint}")
-            return Embedder.from_checkpoint(checkpoint, device=device, half=half, batch_size=batch_size)
-        return Embedder.imagenet_backbone("mobilenetv2", device=device, half=half, batch_size=batch_size)
+        if checkpoint == IMAGENET_BASELINE:
+            embedder = Embedder.imagenet_backbone("mobilenetv2", device=device, half=half, batch_size=batch_size)
+            embedder.calibration = baseline_calibration("imagenet_mobilenetv2")
+            return embedder
+        if checkpoint and not Path(checkpoint).is_file():
+            raise CctrackError(f"re-id checkpoint not found: {checkpoint}")
+        path = checkpoint or default_weights_path()
+        return Embedder.from_checkpoint(path, device=device, half=half, batch_size=batch_size)
     except ReidError as error:
         raise CctrackError(str(error)) from None
+
+
+def baseline_calibration(name: str):
+    from reid.calibration import LinkCalibration
+
+    calibrations = json.loads(BASELINE_CALIBRATIONS_PATH.read_text())
+    return LinkCalibration.from_dict(calibrations[name])
 
 
 def model_identity(embedder) -> tuple[str, str]:

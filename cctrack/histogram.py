@@ -20,6 +20,7 @@ class ColourHistogramEmbedder:
     description = f"colour histogram baseline (HSV {HSV_BINS[0]}x{HSV_BINS[1]}x{HSV_BINS[2]}, upper/lower halves)"
     weights_path = None
     dim = 2 * HSV_BINS[0] * HSV_BINS[1] * HSV_BINS[2]
+    calibration = None  # set by cctrack.embed.load_embedder
 
     def embed(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """(N, dim) float32, L2-normalised, for BGR uint8 crops."""

@@ -21,7 +21,7 @@ from cctrack.embed import embed_tracklets, load_embedder, model_identity
 from cctrack.errors import CctrackError
 from cctrack.export import identities_document, write_identities, write_mot_files
 from cctrack.files import ensure_writable_folder, sha256_of, write_text_atomic
-from cctrack.layout import CameraLayout
+from cctrack.link.layout import CameraLayout
 from cctrack.link import LinkResult, TrackletTable, link_tracklets
 from cctrack.track import track_cameras
 from cctrack.tracklets import Tracklet
@@ -175,7 +175,7 @@ def _embed_link_export(
         first_frame=[t.first_frame for t in tracklets],
         last_frame=[t.last_frame for t in tracklets],
     )
-    result: LinkResult = link_tracklets(table, embeddings.descriptors, config.link, layout)
+    result: LinkResult = link_tracklets(table, embeddings.descriptors, config.link, layout, embedder.calibration)
     identity = [int(i) for i in result.identity]
     document = identities_document(run_info, tracklets, result, asdict(config.link))
     write_identities(out_dir / "identities.json", document)

@@ -194,3 +194,51 @@ def _write_seqinfo(path: Path, camera: VirtualCamera) -> None:
         f"imWidth={camera.width}\n"
         f"imHeight={SOURCE_HEIGHT}\n",
     )
+
+
+@dataclass(frozen=True)
+class GroundTruthTracklet:
+    """One person's ground-truth track in one sample camera, cut to a frame window, with crops."""
+
+    camera: str
+    person: int  # PETS id
+    first_frame: int  # 0-based video frame index
+    last_frame: int  # inclusive
+    crops: tuple[np.ndarray, ...]  # HxWx3 uint8 BGR, evenly spaced over the track
+
+
+def ground_truth_tracklets(
+    video_path: str | Path,
+    camera_rows: np.ndarray,
+    camera: str,
+    frames: tuple[int, int] | None = None,
+    crops_per_tracklet: int = 8,
+    min_boxes: int = 3,
+) -> list[GroundTruthTracklet]:
+    """Tracklets made of a camera's ground truth instead of the tracker: what the linker is judged on
+    when tracking errors should not count. camera_rows: the camera's MOTChallenge rows (1-based frames,
+    from `derive_camera_ground_truth`); frames: a [start, stop) window of 0-based frame indices."""
+    rows = np.asarray(camera_rows, np.float64)
+    frame_index = rows[:, 0].astype(np.int64) - 1
+    if frames is not None:
+        keep = (frame_index >= frames[0]) & (frame_index < frames[1])
+        rows, frame_index = rows[keep], frame_index[keep]
+    wanted: dict[int, list[tuple[int, np.ndarray]]] = {}
+    spans = []
+    for person in np.unique(rows[:, 1]).astype(int):
+        mine = np.flatnonzero(rows[:, 1] == person)
+        if len(mine) < min_boxes:
+            continue
+        picks = mine[np.linspace(0, len(mine) - 1, min(crops_per_tracklet, len(mine))).round().astype(int)]
+        spans.append((person, int(frame_index[mine].min()), int(frame_index[mine].max())))
+        for row in picks:
+            wanted.setdefault(int(frame_index[row]), []).append((person, rows[row, 2:6]))
+    crops: dict[int, list[np.ndarray]] = {person: [] for person, _, _ in spans}
+    for index, frame in enumerate(read_video_frames(video_path)):
+        for person, (x, y, w, h) in wanted.get(index, []):
+            x0, y0 = max(int(round(x)), 0), max(int(round(y)), 0)
+            x1, y1 = min(int(round(x + w)), frame.shape[1]), min(int(round(y + h)), frame.shape[0])
+            if x1 > x0 and y1 > y0:
+                crops[person].append(frame[y0:y1, x0:x1].copy())
+    return [GroundTruthTracklet(camera, person, first, last, tuple(crops[person]))
+            for person, first, last in spans if crops[person]]

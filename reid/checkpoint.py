@@ -3,7 +3,9 @@
 Two formats, both plain dicts that load with `torch.load(path, weights_only=True)` (tensors, dicts, lists,
 tuples, Counter, str, int, float, bool, None only; numpy values are converted to tensors / numbers):
 
-- "cssc-weights-v1" (inference): {"format", "arch", "state_dict" (no training heads), "extra"}
+- "cssc-weights-v1" (inference): {"format", "arch", "state_dict" (no training heads), "extra", and when the
+  model was trained: "bnneck" (the BNNeck's weight, bias, running_mean, running_var, eps), which gives the
+  app a feature on a usable scale (see BNNeckFeature)}
 - "cssc-checkpoint-v1" (resume training): {"format", "arch", "model", "optimizer", "scheduler", "epoch",
   "config", "rng"}
 
@@ -21,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from reid.errors import ReidError
 from reid.files import atomic_path
@@ -53,7 +56,52 @@ def save_weights(model: CSSC, path: str | os.PathLike, extra: dict | None = None
         "state_dict": inference_state_dict(model),
         "extra": extra,
     }
+    if hasattr(model, "bnneck"):
+        payload["bnneck"] = {**{key: value.detach().cpu() for key, value in model.bnneck.state_dict().items()
+                                if key != "num_batches_tracked"}, "eps": float(model.bnneck.eps)}
     return _save_atomically(payload, Path(path))
+
+
+def set_weights_extra(path: str | os.PathLike, **values: Any) -> Path:
+    """Add or replace entries of a weights file's "extra" (rewritten atomically)."""
+    payload = load_checkpoint(path)
+    if payload["format"] != WEIGHTS_FORMAT:
+        raise ReidError(f"{path} is a training checkpoint; extra values go into an inference weights file")
+    payload["extra"] = {**(payload.get("extra") or {}), **values}
+    return _save_atomically(payload, Path(path))
+
+
+class BNNeckFeature(nn.Module):
+    """f_cssc through the trained BNNeck (running statistics): every channel standardised, so that the
+    component all crops share (raw features of random people have cosine ~0.99) no longer dominates."""
+
+    def __init__(self, model: nn.Module, weight: torch.Tensor, bias: torch.Tensor, running_mean: torch.Tensor,
+                 running_var: torch.Tensor, eps: float) -> None:
+        super().__init__()
+        self.model = model
+        scale = weight / torch.sqrt(running_var + eps)
+        self.register_buffer("scale", scale.float())
+        self.register_buffer("shift", (bias - running_mean * scale).float())
+        self.feature_dim = model.feature_dim
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images) * self.scale + self.shift
+
+
+def bnneck_state(payload: dict, path: str | os.PathLike) -> dict | None:
+    """The BNNeck statistics of a loaded weights file or training checkpoint, or None if it has none."""
+    if payload["format"] == CHECKPOINT_FORMAT:
+        prefix = "bnneck."
+        state = {key[len(prefix):]: value for key, value in payload["model"].items()
+                 if key.startswith(prefix) and key != "bnneck.num_batches_tracked"}
+        return {**state, "eps": 1e-5} if state else None
+    state = payload.get("bnneck")
+    if state is None:
+        return None
+    keys = ("weight", "bias", "running_mean", "running_var")
+    if not isinstance(state, dict) or any(not isinstance(state.get(key), torch.Tensor) for key in keys):
+        raise ReidError(f"checkpoint {path} has a malformed 'bnneck' entry")
+    return state
 
 
 def save_checkpoint(

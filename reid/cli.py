@@ -5,12 +5,15 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import typer
 
 from reid.errors import ReidError
 from reid.files import atomic_path
+
+if TYPE_CHECKING:
+    from reid.evaluate import Evaluation
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="CSSC cloth-changing person re-identification.")
 
@@ -31,8 +34,8 @@ def _user_errors(command: Callable) -> Callable:
     return wrapper
 
 
-def metrics_table(dataset_name: str, results: dict[str, dict[str, float | int]]) -> str:
-    """Protocol rows x metric columns, in percent."""
+def metrics_table(dataset_name: str, results: Evaluation) -> str:
+    """Protocol rows x metric columns, in percent; a skipped protocol's row says why."""
     from reid.evaluate import PROTOCOL_LABELS
 
     header = f"{'protocol':<16}" + "".join(f"{column:>8}" for column in METRIC_COLUMNS) + f"{'queries':>9}"
@@ -41,6 +44,8 @@ def metrics_table(dataset_name: str, results: dict[str, dict[str, float | int]])
         label = PROTOCOL_LABELS[dataset_name].get(protocol, protocol)
         values = "".join(f"{100 * metrics[column]:8.1f}" for column in METRIC_COLUMNS)
         lines.append(f"{label:<16}{values}{metrics['num_valid_queries']:>9}")
+    for protocol, reason in results.skipped.items():
+        lines.append(f"{PROTOCOL_LABELS[dataset_name].get(protocol, protocol):<16}skipped: {reason}")
     return "\n".join(lines)
 
 
@@ -78,14 +83,23 @@ def train_command(
 @_user_errors
 def eval_command(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="Weights file (model_final.pt) or training checkpoint"),
-    dataset: str = typer.Option(..., "--dataset", help="prcc | ltcc | celeb | market | folder"),
+    dataset: str = typer.Option(..., "--dataset", help="prcc | ltcc | celeb | market | cuhk03 | folder"),
     data_root: Path = typer.Option(..., "--data-root", help="Dataset folder"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics to this JSON file"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
     batch_size: int = typer.Option(128, "--batch-size", help="Images per forward pass"),
     num_workers: int = typer.Option(4, "--num-workers", help="Data loader workers"),
     folder_train_fraction: float = typer.Option(
-        0.5, "--folder-train-fraction", help="folder dataset: fraction of identities held out as train"
+        0.5, "--folder-train-fraction",
+        help="folder dataset: fraction of identities held out as train (unused with train/ and test/ subfolders)",
+    ),
+    folder_protocol: str = typer.Option(
+        "first-per-camera", "--folder-protocol",
+        help="folder dataset: first-per-camera (first image of each camera is a query; the gallery keeps other "
+             "people's same-camera images) | cross-camera (queries: one camera; gallery: the other cameras)",
+    ),
+    folder_query_camera: Optional[str] = typer.Option(
+        None, "--folder-query-camera", help="folder dataset, cross-camera: the query camera's name (default: the first)"
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars"),
 ) -> None:
@@ -94,14 +108,38 @@ def eval_command(
 
     results = evaluate_checkpoint(
         checkpoint, dataset, data_root, device=device, batch_size=batch_size, num_workers=num_workers,
-        folder_train_fraction=folder_train_fraction, progress=not quiet,
+        folder_train_fraction=folder_train_fraction, progress=not quiet, folder_protocol=folder_protocol,
+        folder_query_camera=folder_query_camera,
     )
     typer.echo(metrics_table(dataset, results))
     if json_out is not None:
-        payload = {"checkpoint": str(checkpoint), "dataset": dataset, "data_root": str(data_root), "protocols": results}
+        payload = {
+            "checkpoint": str(checkpoint), "dataset": dataset, "data_root": str(data_root),
+            "protocols": results.metrics, "skipped": results.skipped,
+        }
+        if dataset == "folder":
+            payload["folder_protocol"] = {"name": folder_protocol, "query_camera": folder_query_camera}
         with atomic_path(json_out) as temporary:
             temporary.write_text(json.dumps(payload, indent=2) + "\n")
         typer.echo(f"wrote {json_out}")
+
+
+@app.command("calibrate")
+@_user_errors
+def calibrate_command(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Weights file (model_final.pt) to calibrate, rewritten in place"),
+    dataset: str = typer.Option(..., "--dataset", help="Dataset whose held-back training identities calibrate"),
+    data_root: Path = typer.Option(..., "--data-root", help="Dataset folder"),
+    calibration_ids: int = typer.Option(..., "--calibration-ids", help="The last N training identities (never trained on)"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
+) -> None:
+    """Fit how the model's similarities read as same-person evidence, and store it in the weights file."""
+    from reid.calibration import calibrate_weights_file
+    from reid.datasets import load_dataset
+    from reid.train import split_calibration_ids
+
+    _, samples = split_calibration_ids(load_dataset(dataset, data_root).train, calibration_ids)
+    typer.echo(calibrate_weights_file(checkpoint, samples, device).summary())
 
 
 @app.command("export")

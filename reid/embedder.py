@@ -23,40 +23,15 @@ import torchvision
 from torch import nn
 
 from reid.backbones import PooledBackbone, build_backbone, mobilenetv2_offline_weights_path
-from reid.checkpoint import model_from_checkpoint
+from reid.calibration import LinkCalibration
+from reid.checkpoint import BNNeckFeature, bnneck_state, load_checkpoint, model_from_checkpoint
+from reid.constants import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB
+from reid.device import resolve_device, resolve_dtype
 from reid.errors import ReidError
 
-IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
-IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
+__all__ = ["Embedder", "IMAGENET_MEAN_RGB", "IMAGENET_STD_RGB", "resolve_device", "resolve_dtype"]
+
 IMAGENET_BACKBONE_INPUT_SIZE = (256, 128)  # (height, width) pixels, the usual re-id crop shape
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """"auto" -> cuda if available else cpu; anything else must name a usable torch device."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as error:
-        raise ReidError(f"unknown device {device!r}: {error}") from error
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ReidError(f"device {device!r} requested but CUDA is not available")
-    return resolved
-
-
-def resolve_dtype(half: bool | str | None, device: torch.device) -> torch.dtype:
-    """None: fp16 on CUDA, fp32 elsewhere. True/"fp16": fp16 (CUDA only). "bf16": bfloat16. False/"fp32": fp32."""
-    if half is None:
-        return torch.float16 if device.type == "cuda" else torch.float32
-    if half is False or half == "fp32":
-        return torch.float32
-    if half == "bf16":
-        return torch.bfloat16
-    if half is True or half == "fp16":
-        if device.type != "cuda":
-            raise ReidError(f"fp16 inference needs a CUDA device, not {device}; use half='bf16' or half=False")
-        return torch.float16
-    raise ReidError(f"half must be None, True, False, 'fp16', 'bf16' or 'fp32', got {half!r}")
 
 
 class Embedder:
@@ -85,6 +60,8 @@ class Embedder:
         self.dtype = resolve_dtype(half, self.device)
         self.batch_size = batch_size
         self.flip = flip
+        # How to read this model's similarities as evidence (reid.calibration); None: not calibrated.
+        self.calibration: LinkCalibration | None = None
         self.network = network.eval().to(device=self.device, dtype=self.dtype, memory_format=torch.channels_last)
         scale = [1.0 / (255.0 * std) for std in IMAGENET_STD_RGB]
         shift = [-mean / std for mean, std in zip(IMAGENET_MEAN_RGB, IMAGENET_STD_RGB)]
@@ -99,20 +76,41 @@ class Embedder:
         half: bool | str | None = None,
         batch_size: int = 128,
         flip: bool = False,
+        feature: str = "auto",
     ) -> Embedder:
-        """A trained CSSC model from a weights file or training checkpoint (inference path only)."""
+        """A trained CSSC model from a weights file or training checkpoint (inference path only).
+
+        feature: "bnneck" (f_cssc through the trained BNNeck: distances on a usable scale, for linking),
+        "cssc" (the pre-BN f_cssc of the paper's evaluation protocol), or "auto" (bnneck when the file
+        has the BNNeck statistics, else cssc)."""
+        if feature not in ("auto", "bnneck", "cssc"):
+            raise ReidError(f"feature must be 'auto', 'bnneck' or 'cssc', got {feature!r}")
         model, arch = model_from_checkpoint(path, map_location="cpu")
-        return cls(
-            model,
+        payload = load_checkpoint(path)
+        bnneck = bnneck_state(payload, path)
+        if feature == "bnneck" and bnneck is None:
+            raise ReidError(f"checkpoint {path} has no BNNeck statistics; use feature='cssc'")
+        network: nn.Module = model
+        if feature != "cssc" and bnneck is not None:
+            network = BNNeckFeature(model, **bnneck)
+            feature = "bnneck"
+        else:
+            feature = "cssc"
+        embedder = cls(
+            network,
             dim=arch["feature_dim"],
             input_size=tuple(arch["input_size"]),
-            description=f"CSSC-{arch['backbone']} checkpoint {Path(path).name}",
+            description=f"CSSC-{arch['backbone']} checkpoint {Path(path).name} ({feature} feature)",
             weights_path=Path(path).resolve(),
             device=device,
             half=half,
             batch_size=batch_size,
             flip=flip,
         )
+        extra = payload.get("extra") or {}
+        if feature == "bnneck" and isinstance(extra.get("calibration"), dict):
+            embedder.calibration = LinkCalibration.from_dict(extra["calibration"])
+        return embedder
 
     @classmethod
     def imagenet_backbone(

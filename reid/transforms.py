@@ -13,7 +13,7 @@ import torch
 import torchvision.transforms.v2 as T
 from PIL import Image
 
-from reid.embedder import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB
+from reid.constants import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB
 
 ERASING_AREA = (0.02, 0.4)  # fraction of the image
 ERASING_MIN_ASPECT = 0.3  # erased boxes have aspect ratio in [0.3, 1 / 0.3]

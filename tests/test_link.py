@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from cctrack.errors import CctrackError
-from cctrack.layout import CameraLayout
+from cctrack.link.layout import CameraLayout
 from cctrack.link import LinkSettings, TrackletTable, candidate_pairs, center_per_camera, link_tracklets, tracklet_seconds
 
 FPS = 10.0
@@ -421,7 +421,7 @@ def test_few_neighbours_still_recover_well_separated_people():
     first = person * 10 + np.tile(np.arange(count // people), people) * 600
     table = make_table([f"c{c}" for c in range(5)], list(zip(rng.integers(0, 5, count), first, first + 300)))
     embeddings = unit(unit(rng.normal(size=(people, 64)))[person] + rng.normal(scale=0.05, size=(count, 64)))
-    result = link_tracklets(table, embeddings, LinkSettings(center_per_camera=False, neighbours_per_tracklet=5, block_size=64))
+    result = link_tracklets(table, embeddings, LinkSettings(center_per_camera=False, neighbours_per_tracklet=5, block_size=64, distance_threshold=0.5))
     assert partition(result.identity) == partition(person)
 
 

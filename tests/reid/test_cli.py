@@ -10,6 +10,7 @@ import onnxruntime
 import pytest
 from typer.testing import CliRunner
 
+from tests.reid.test_evaluate_protocols import one_outfit_root
 from reid.cli import app
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -52,6 +53,38 @@ def test_train_eval_export(trained_weights, cloth_changing_root, tmp_path):
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     (features,) = session.run(None, {session.get_inputs()[0].name: np.zeros((3, 3, 128, 64), np.float32)})
     assert features.shape == (3, 1280)
+
+
+def test_eval_one_outfit_folder_skips_cloth_changing_and_says_why(trained_weights, tmp_path, tiny_image):
+    root = one_outfit_root(tmp_path / "crops", tiny_image)
+    json_path = tmp_path / "eval.json"
+    arguments = ["eval", "--checkpoint", str(trained_weights), "--dataset", "folder", "--data-root", str(root),
+                 "--folder-train-fraction", "0", "--device", "cpu", "--num-workers", "0", "--quiet",
+                 "--json", str(json_path)]
+    reason = "every test identity wears one outfit, so no query has a gallery image of itself in other clothes"
+    result = runner.invoke(app, arguments)
+    assert result.exit_code == 0, result.output
+    table = result.stdout.splitlines()
+    assert table[2].split()[0] == "standard" and table[2].split()[-1] == "8"
+    assert table[3] == f"{'cloth-changing':<16}skipped: {reason}"
+    saved = json.loads(json_path.read_text())
+    assert set(saved["protocols"]) == {"standard"} and saved["skipped"] == {"cloth_changing": reason}
+    assert saved["folder_protocol"] == {"name": "first-per-camera", "query_camera": None}
+
+    result = runner.invoke(app, [*arguments, "--folder-protocol", "cross-camera", "--folder-query-camera", "c2"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads(json_path.read_text())
+    assert saved["folder_protocol"] == {"name": "cross-camera", "query_camera": "c2"}
+    assert saved["protocols"]["standard"]["num_queries"] == 4 * 2  # every c2 image is a query
+
+
+def test_eval_with_nothing_to_score_fails_at_once(tmp_path, tiny_image):
+    # One camera, one outfit: no valid query in any protocol. Said before the (missing) checkpoint is read.
+    root = one_outfit_root(tmp_path / "crops", tiny_image, cameras=("c1",))
+    result = runner.invoke(app, ["eval", "--checkpoint", str(tmp_path / "missing.pt"), "--dataset", "folder",
+                                 "--data-root", str(root), "--folder-train-fraction", "0"])
+    assert_one_line_error(result, "folder: no protocol has a valid query (standard: no query has a gallery image of "
+                                  "itself from another camera; cloth-changing: every test identity wears one outfit")
 
 
 def assert_one_line_error(result, *fragments: str) -> None:

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from tests.reid.conftest import write_rgb
-from reid.datasets import UNKNOWN_CLOTHES, load_dataset
+from reid.datasets import UNKNOWN_CLOTHES, load_dataset, load_training_sets
 from reid.datasets.images import ImageDataset
 from reid.errors import ReidError
+from reid.train import TrainConfig
 from reid.transforms import build_test_transform, build_train_transform
 
 
@@ -210,3 +211,101 @@ def test_unreadable_image_is_a_reid_error(tmp_path, tiny_image):
     dataset = load_dataset("folder", root, folder_train_fraction=0.0)
     with pytest.raises(ReidError, match="cannot read image .*c1_o1_0001.jpg"):
         ImageDataset(dataset.query, build_test_transform((128, 64)))[0]
+
+
+# ---------------------------------------------------------------- folder: explicit split, protocols, several roots
+
+
+def split_tree(root: Path, image: np.ndarray) -> Path:
+    files = ["train/ann/c1_red_0001.jpg", "train/ann/c2_red_0002.jpg", "train/bo/c1_blue_0001.jpg",
+             "train/bo/c3_blue_0002.jpg", "test/cy/c1_red_0001.jpg", "test/cy/c2_grey_0002.jpg",
+             "test/cy/c2_grey_0003.jpg", "test/dee/c2_red_0001.jpg", "test/dee/c3_red_0002.jpg"]
+    return make_files(root, files, image)
+
+
+def test_folder_train_and_test_subfolders_set_the_split(tmp_path, tiny_image):
+    # The fraction is not used: train/ and test/ decide, whatever it says.
+    dataset = load_dataset("folder", split_tree(tmp_path / "crops", tiny_image), folder_train_fraction=0.0)
+    assert {s.path.parent.name for s in dataset.train} == {"ann", "bo"} and dataset.num_train_ids == 2
+    assert {s.path.parent.name for s in dataset.query + dataset.gallery} == {"cy", "dee"}
+    # Camera ids are shared by the splits: "c1" is one camera in train/ and test/.
+    camera_of = {(s.path.parent.parent.name, s.path.name): s.camid for s in dataset.train + dataset.query + dataset.gallery}
+    assert camera_of[("train", "c1_red_0001.jpg")] == camera_of[("test", "c1_red_0001.jpg")] == 0
+    assert sorted((s.path.parent.name, s.camid) for s in dataset.query) == [("cy", 0), ("cy", 1), ("dee", 1), ("dee", 2)]
+    assert [s.path.name for s in dataset.gallery] == ["c2_grey_0003.jpg"]
+
+
+def test_folder_split_subfolder_mistakes_are_named(tmp_path, tiny_image):
+    root = split_tree(tmp_path / "crops", tiny_image)
+    make_files(root, ["eve/c1_red_0001.jpg"], tiny_image)
+    with pytest.raises(ReidError, match=r"has train/ and test/ but also identity folder\(s\) eve; put each identity"):
+        load_dataset("folder", root)
+    (root / "eve" / "c1_red_0001.jpg").rename(root / "test" / "dee" / "c1_red_0009.jpg")
+    make_files(root, ["test/ann/c1_red_0009.jpg"], tiny_image)
+    with pytest.raises(ReidError, match=r"identity folder\(s\) ann are in both train/ and test/"):
+        load_dataset("folder", root)
+    (root / "test").rename(root / "val")
+    with pytest.raises(ReidError, match=r"has train/ but no test/; an explicit split needs both"):
+        load_dataset("folder", root)
+
+
+def test_folder_cross_camera_protocol(cloth_changing_root):
+    test_pids = set(range(9, 17))
+    dataset = load_dataset("folder", cloth_changing_root, folder_protocol="cross-camera")
+    # Queries: every test image of the first camera (c0); gallery: every test image of c1 and c2.
+    assert {s.camid for s in dataset.query} == {0} and len(dataset.query) == 8 * 3
+    assert {s.camid for s in dataset.gallery} == {1, 2} and len(dataset.gallery) == 8 * 3 * 2
+    assert {s.pid for s in dataset.query} == {s.pid for s in dataset.gallery} == test_pids
+    assert dataset.train == load_dataset("folder", cloth_changing_root).train
+    chosen = load_dataset("folder", cloth_changing_root, folder_protocol="cross-camera", folder_query_camera="c2")
+    assert {s.camid for s in chosen.query} == {2} and {s.camid for s in chosen.gallery} == {0, 1}
+
+
+def test_folder_protocol_mistakes_are_named(cloth_changing_root):
+    with pytest.raises(ReidError, match=r"query camera 'c7' has no test images; cameras with test images: c0, c1, c2"):
+        load_dataset("folder", cloth_changing_root, folder_protocol="cross-camera", folder_query_camera="c7")
+    with pytest.raises(ReidError, match="a query camera only applies to the cross-camera protocol"):
+        load_dataset("folder", cloth_changing_root, folder_query_camera="c1")
+    with pytest.raises(ReidError, match="unknown protocol 'random'; expected one of first-per-camera, cross-camera"):
+        load_dataset("folder", cloth_changing_root, folder_protocol="random")
+
+
+def test_training_sets_from_several_roots_get_fresh_ids(tmp_path, tiny_image, small_train_root):
+    main_root = split_tree(tmp_path / "crops", tiny_image)
+    main = load_dataset("folder", main_root)
+    extra = load_dataset("folder", small_train_root, folder_train_fraction=1.0)
+    merged = load_training_sets("folder", main_root, [small_train_root, str(small_train_root)], folder_train_fraction=1.0)
+
+    assert merged.num_train_ids == 2 + 3 + 3 and {s.pid for s in merged.train} == set(range(8))
+    assert len(merged.train) == len(main.train) + 2 * len(extra.train)
+    assert (merged.query, merged.gallery, merged.name) == (main.query, main.gallery, "folder")
+    # The merged list is main's train, then each extra root's, in order (the same root twice is two roots).
+    size = len(extra.train)
+    by_root = [merged.train[: len(main.train)], merged.train[len(main.train) : -size], merged.train[-size:]]
+    assert [s.path for s in by_root[1]] == [s.path for s in by_root[2]] == [s.path for s in extra.train]
+    for field in ("pid", "camid", "clothes_id"):
+        values = [{getattr(s, field) for s in samples} for samples in by_root]
+        assert not (values[0] & values[1] or values[0] & values[2] or values[1] & values[2]), field
+    # Within a root the ids keep their structure: the extra root's pids are its own, shifted past the others.
+    assert [s.pid for s in by_root[1]] == [s.pid + 2 for s in extra.train]
+    assert [s.pid for s in by_root[2]] == [s.pid + 5 for s in extra.train]
+    # Main cameras c1, c2, c3 (0..2, test included) come first; each extra root's two cameras follow.
+    assert {s.camid for s in by_root[1]} == {3, 4} and {s.camid for s in by_root[2]} == {5, 6}
+
+
+def test_training_roots_in_the_config_and_their_errors(tmp_path, tiny_image, small_train_root):
+    config = TrainConfig.from_dict({"dataset": "folder", "extra_train_roots": [str(small_train_root)]})
+    assert config.extra_train_roots == (str(small_train_root),)
+    assert config.as_dict()["extra_train_roots"] == [str(small_train_root)]
+    with pytest.raises(ReidError, match=r"extra_train_roots = 'data' has the wrong type"):
+        TrainConfig.from_dict({"dataset": "folder", "extra_train_roots": "data"})
+    with pytest.raises(ReidError, match=r"extra_train_roots = \('',\) is invalid"):
+        TrainConfig.from_dict({"dataset": "folder", "extra_train_roots": [""]})
+
+    main_root = split_tree(tmp_path / "crops", tiny_image)
+    with pytest.raises(ReidError, match="folder data root not found: .*nowhere"):
+        load_training_sets("folder", main_root, [tmp_path / "nowhere"])
+    test_only = make_files(tmp_path / "test_only", ["test/zed/c1_red_0001.jpg"], tiny_image)
+    (test_only / "train").mkdir()
+    with pytest.raises(ReidError, match="extra training root .*test_only has no training identities"):
+        load_training_sets("folder", main_root, [test_only])

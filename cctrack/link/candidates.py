@@ -7,16 +7,14 @@ inside the time window, in fixed-size blocks of matrix products (no N x N matrix
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from cctrack.device import resolve_device
-from cctrack.layout import CameraLayout
-
-if TYPE_CHECKING:  # link.py imports this module; the types are only for the signatures
-    from cctrack.link import LinkSettings, TrackletTable
+from cctrack.link.layout import CameraLayout
+from cctrack.link.settings import LinkSettings
+from cctrack.link.table import TrackletTable
 
 
 def tracklet_seconds(table: TrackletTable, layout: CameraLayout) -> tuple[np.ndarray, np.ndarray]:

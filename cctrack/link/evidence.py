@@ -1,0 +1,153 @@
+"""Evidence that two tracklets are one person, as log-odds: prior + appearance + transit time.
+
+    log-odds(a, b) = log prior odds  +  appearance log LR(cos)  +  transit log LR(gap)
+
+- Prior: a person seen in one camera is among the n candidate tracklets of another camera (those within
+  the time window) with probability `prior_seen_elsewhere`, so each candidate's prior is that / n; n is
+  the geometric mean of the two directions. Most people never reach another camera, and a crowded
+  camera offers more look-alikes: both lower the prior.
+- Appearance: the re-id model's own calibration (reid.calibration), fitted on identities it never saw.
+- Transit: people who leave camera A reach camera B after a typical time, so the gap between a
+  confident match's tracklets is evidence. Per camera pair (and per camera, for re-entry), a log-normal
+  fitted (robustly) to the gaps of the run's confident appearance matches is compared with one fitted
+  to the gaps of random pairs of the same two cameras. With few confident matches it says little; when
+  the matches' gaps are not concentrated (unrelated cameras, whose confident "matches" fall at random
+  gaps) it says nothing (log LR 0).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from cctrack.link.table import TrackletTable
+
+# Pseudo-count of random-pair density mixed into a camera pair's match-gap density: with n confident
+# matches the transit evidence reaches about n / (n + 3) of its full strength.
+TRANSIT_PSEUDO_MATCHES = 3.0
+TRANSIT_MAX_LOG_LR = 3.0  # a transit time alone never outweighs clear appearance evidence
+RANDOM_PAIRS_PER_CAMERA_PAIR = 4000
+PATTERN_MAX_SPREAD = 0.5  # matches' gaps must spread at most half as far as random pairs' to count
+MIN_SPREAD = 0.2  # in log-gap units (see _log_gap): transit times are never known better than about 20 %
+
+
+def logit(probability: float) -> float:
+    return math.log(probability / (1 - probability))
+
+
+def sigmoid(log_odds: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-np.asarray(log_odds, np.float64)))
+
+
+def candidate_counts(table: TrackletTable, start: np.ndarray, end: np.ndarray, window: float) -> np.ndarray:
+    """(N, C) int64: for each tracklet, how many tracklets of each camera lie within `window` seconds of it
+    (itself excluded)."""
+    counts = np.zeros((len(table), len(table.camera_names)), np.int64)
+    low, high = start - window, end + window
+    for camera in range(len(table.camera_names)):
+        rows = table.camera_index == camera
+        starts, ends = np.sort(start[rows]), np.sort(end[rows])
+        # Tracklets starting by `high`, minus those that ended before `low` (they started before it too).
+        counts[:, camera] = np.searchsorted(starts, high, side="right") - np.searchsorted(ends, low, side="left")
+    counts[np.arange(len(table)), table.camera_index] -= 1
+    return counts
+
+
+def prior_log_odds(table: TrackletTable, pair_a: np.ndarray, pair_b: np.ndarray, counts: np.ndarray,
+                   prior_seen_elsewhere: float) -> np.ndarray:
+    """(P,) log prior odds that each candidate pair is one person (see module docstring)."""
+    camera_a, camera_b = table.camera_index[pair_a], table.camera_index[pair_b]
+    candidates = np.sqrt(np.maximum(counts[pair_a, camera_b], 1) * np.maximum(counts[pair_b, camera_a], 1))
+    prior = prior_seen_elsewhere / np.maximum(candidates, 1.0)
+    prior = np.minimum(prior, 0.5)
+    return np.log(prior / (1 - prior))
+
+
+def signed_gaps(pair_a: np.ndarray, pair_b: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """(P,) seconds from the end of the earlier tracklet to the start of the later one; negative when
+    the two were seen at the same time."""
+    return np.maximum(start[pair_b] - end[pair_a], start[pair_a] - end[pair_b])
+
+
+def _log_gap(gaps: np.ndarray) -> np.ndarray:
+    """Gaps on a log scale (sign kept): 2 s vs 4 s differ as much as 60 s vs 120 s."""
+    return np.sign(gaps) * np.log1p(np.abs(gaps))
+
+
+def _robust_normal(samples: np.ndarray) -> tuple[float, float]:
+    """(median, spread from the median absolute deviation, >= MIN_SPREAD): one stray match moves neither."""
+    centre = float(np.median(samples))
+    return centre, max(1.4826 * float(np.median(np.abs(samples - centre))), MIN_SPREAD)
+
+
+def _normal_density(at: np.ndarray, centre: float, spread: float) -> np.ndarray:
+    z = (at - centre) / spread
+    return np.exp(-0.5 * z**2) / (spread * math.sqrt(2 * math.pi))
+
+
+@dataclass(frozen=True)
+class TransitModel:
+    """Per unordered camera pair (i <= j): log-gaps of confident matches and of random pairs."""
+
+    match_gaps: dict[tuple[int, int], np.ndarray]
+    random_gaps: dict[tuple[int, int], np.ndarray]
+
+    def log_likelihood_ratio(self, table: TrackletTable, pair_a: np.ndarray, pair_b: np.ndarray, gaps: np.ndarray) -> np.ndarray:
+        """(P,) transit log LR of each pair, 0 where its camera pair has no confident matches."""
+        result = np.zeros(len(pair_a))
+        camera_a, camera_b = table.camera_index[pair_a], table.camera_index[pair_b]
+        low, high = np.minimum(camera_a, camera_b), np.maximum(camera_a, camera_b)
+        log_gaps = _log_gap(gaps)
+        for key, matches in self.match_gaps.items():
+            rows = (low == key[0]) & (high == key[1])
+            random = self.random_gaps.get(key)
+            if not rows.any() or random is None or len(random) < 2:
+                continue
+            # One robust normal per side, in log-gap space (log-normal transit times): a few matches
+            # estimate a centre and a spread well, where a kernel density would read one stray match as
+            # a pattern. A pattern is a concentration: matches no tighter than random pairs are none.
+            match_centre, match_spread = _robust_normal(matches)
+            random_centre, random_spread = _robust_normal(random)
+            if match_spread > PATTERN_MAX_SPREAD * random_spread:
+                continue
+            random_density = _normal_density(log_gaps[rows], random_centre, random_spread)
+            match_density = _normal_density(log_gaps[rows], match_centre, match_spread)
+            weight = len(matches) / (len(matches) + TRANSIT_PSEUDO_MATCHES)
+            mixed = weight * match_density + (1 - weight) * random_density
+            ratio = np.log(np.maximum(mixed, 1e-300)) - np.log(np.maximum(random_density, 1e-300))
+            result[rows] = np.clip(ratio, -TRANSIT_MAX_LOG_LR, TRANSIT_MAX_LOG_LR)
+        return result
+
+
+def fit_transit_model(table: TrackletTable, start: np.ndarray, end: np.ndarray, pair_a: np.ndarray,
+                      pair_b: np.ndarray, confident: np.ndarray, window: float, seed: int = 0) -> TransitModel:
+    """Gaps of the confident pairs per camera pair, against the gaps of random pairs of the same cameras
+    that lie within the time window (fixed seed: the same run gives the same model)."""
+    rng = np.random.default_rng(seed)
+    camera_a, camera_b = table.camera_index[pair_a], table.camera_index[pair_b]
+    low, high = np.minimum(camera_a, camera_b), np.maximum(camera_a, camera_b)
+    gaps = _log_gap(signed_gaps(pair_a, pair_b, start, end))
+    match_gaps, random_gaps = {}, {}
+    for key in sorted({(int(i), int(j)) for i, j in zip(low[confident], high[confident])}):
+        match_gaps[key] = gaps[confident & (low == key[0]) & (high == key[1])]
+        rows_i = np.flatnonzero(table.camera_index == key[0])
+        rows_j = np.flatnonzero(table.camera_index == key[1])
+        first = rng.choice(rows_i, RANDOM_PAIRS_PER_CAMERA_PAIR)
+        second = rng.choice(rows_j, RANDOM_PAIRS_PER_CAMERA_PAIR)
+        distinct = first != second
+        if key[0] == key[1]:  # re-entry: two different, non-overlapping tracklets of one camera
+            distinct &= (end[first] <= start[second]) | (end[second] <= start[first])
+        random = signed_gaps(first[distinct], second[distinct], start, end)
+        random_gaps[key] = _log_gap(random[random <= window])
+    return TransitModel(match_gaps, random_gaps)
+
+
+def mutual_best(pair_a: np.ndarray, pair_b: np.ndarray, score: np.ndarray, table: TrackletTable) -> np.ndarray:
+    """(P,) bool: the pair is each tracklet's highest-scoring partner in the other tracklet's camera."""
+    count, cameras = len(table), len(table.camera_names)
+    best = np.full((count, cameras), -np.inf)
+    np.maximum.at(best, (pair_a, table.camera_index[pair_b]), score)
+    np.maximum.at(best, (pair_b, table.camera_index[pair_a]), score)
+    return (score >= best[pair_a, table.camera_index[pair_b]]) & (score >= best[pair_b, table.camera_index[pair_a]])

@@ -1,0 +1,155 @@
+"""Link probabilities: open-world prior, calibrated appearance evidence, transit times learned from the run."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from cctrack.errors import CctrackError
+from cctrack.link import LinkCalibration, LinkSettings, TrackletTable, link_tracklets
+from cctrack.link import evidence
+from cctrack.link.candidates import tracklet_seconds
+from cctrack.link.layout import CameraLayout
+from tests.test_link import at_distance, make_table, unit
+
+# Appearance evidence of a sharp model: log LR = 20 cos - 14 (cos 0.9 -> +4, cos 0.5 -> -4).
+SHARP = LinkCalibration(slope=20.0, intercept=-14.0, positive_pairs=1, negative_pairs=1, roc_auc=1.0)
+PLAIN = LinkSettings(center_per_camera=False, learn_transit=False, device="cpu")
+
+
+def test_candidate_counts_match_a_brute_force_count():
+    rng = np.random.default_rng(0)
+    first = rng.integers(0, 2000, 60)
+    table = make_table(["a", "b", "c"], list(zip(rng.integers(0, 3, 60), first, first + rng.integers(0, 300, 60))))
+    start, end = tracklet_seconds(table, CameraLayout.open(table.camera_names))
+    for window in (0.0, 25.0, math.inf):
+        counts = evidence.candidate_counts(table, start, end, window)
+        for i in range(len(table)):
+            for camera in range(3):
+                near = [j for j in range(len(table)) if j != i and table.camera_index[j] == camera
+                        and start[j] <= end[i] + window and end[j] >= start[i] - window]
+                assert counts[i, camera] == len(near)
+
+
+def test_a_lone_pair_links_with_its_calibrated_probability():
+    table = make_table(["a", "b"], [(0, 0, 50), (1, 100, 150)])
+    for cosine in (0.85, 0.95):
+        embeddings = at_distance(1 - cosine)
+        result = link_tracklets(table, embeddings, PLAIN, calibration=SHARP)
+        # One candidate on each side: prior 0.5 / 1, capped at even odds, so the probability is the LR's.
+        expected = 1 / (1 + math.exp(-(SHARP.slope * cosine + SHARP.intercept)))
+        assert len(result.links) == 1
+        assert result.links[0].confidence == pytest.approx(expected, abs=1e-6)
+        assert result.links[0].similarity == pytest.approx(cosine, abs=1e-5)
+
+
+def test_below_min_probability_nothing_links():
+    table = make_table(["a", "b"], [(0, 0, 50), (1, 100, 150)])
+    cosine = 0.75  # log LR +1: probability 0.73 < 0.9
+    result = link_tracklets(table, at_distance(1 - cosine), PLAIN, calibration=SHARP)
+    assert result.links == [] and len(set(result.identity)) == 2
+
+
+def test_more_candidates_make_the_same_similarity_less_convincing():
+    """One tracklet in camera a; camera b shows the look-alike alone, or among 15 other people."""
+    rng = np.random.default_rng(1)
+    cosine = 0.9  # log LR +4: enough against 1 candidate (odds e^4), not against 16 (prior 1/32)
+    pair = at_distance(1 - cosine, dim=64)
+    strangers = unit(rng.normal(size=(15, 64)) + np.eye(64)[5] * 0)  # far from both
+    alone = link_tracklets(make_table(["a", "b"], [(0, 0, 50), (1, 100, 150)]), pair, PLAIN, calibration=SHARP)
+    crowd_rows = [(0, 0, 50), (1, 100, 150)] + [(1, 100 + 60 * k, 150 + 60 * k) for k in range(1, 16)]
+    crowd = link_tracklets(make_table(["a", "b"], crowd_rows), np.vstack([pair, strangers]), PLAIN, calibration=SHARP)
+    assert alone.identity[0] == alone.identity[1]
+    assert crowd.identity[0] != crowd.identity[1]
+
+
+def test_without_a_calibration_or_a_distance_threshold_linking_refuses():
+    table = make_table(["a", "b"], [(0, 0, 50), (1, 100, 150)])
+    with pytest.raises(CctrackError, match="no link calibration"):
+        link_tracklets(table, at_distance(0.1), LinkSettings())
+
+
+@pytest.mark.parametrize("field, value", [("min_probability", 0.4), ("min_probability", 1.0),
+                                          ("prior_seen_elsewhere", 0.0), ("prior_seen_elsewhere", 1.0)])
+def test_bad_probability_settings_name_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        LinkSettings(**{field: value})
+
+
+def walking_scene(seed: int, people: int = 30, transit_seconds: float = 30.0, related: bool = True):
+    """People seen in camera a, then (if related) in camera b after about `transit_seconds`; every
+    camera-b tracklet of an unrelated scene is someone else, at a random time."""
+    rng = np.random.default_rng(seed)
+    appear = np.sort(rng.uniform(0, 3000, people))
+    rows, person = [], []
+    for who, start in enumerate(appear):
+        rows.append((0, int(start * 10), int((start + 8) * 10)))
+        person.append(who)
+        later = start + 8 + rng.normal(transit_seconds, 2.0) if related else rng.uniform(0, 3000)
+        rows.append((1, int(later * 10), int((later + 8) * 10)))
+        person.append(who if related else people + who)
+    return make_table(["a", "b"], rows), np.array(person), rng
+
+
+def test_transit_times_are_learned_from_confident_matches():
+    table, person, _ = walking_scene(0)
+    start, end = tracklet_seconds(table, CameraLayout.open(table.camera_names))
+    cam_a, cam_b = np.flatnonzero(table.camera_index == 0), np.flatnonzero(table.camera_index == 1)
+    pair_a = np.repeat(cam_a, len(cam_b))
+    pair_b = np.tile(cam_b, len(cam_a))
+    confident = person[pair_a] == person[pair_b]
+    model = evidence.fit_transit_model(table, start, end, pair_a, pair_b, confident, math.inf)
+    ratio = model.log_likelihood_ratio(table, np.array([0, 0, 0]), np.array([1, 1, 1]), np.array([30.0, 300.0, -5.0]))
+    assert ratio[0] > 2.0  # the typical transit time is strong evidence
+    assert ratio[1] < 0 and ratio[2] < 0  # far off it, or seen at the same time, is evidence against
+
+
+def test_unrelated_cameras_learn_no_transit_pattern():
+    table, person, rng = walking_scene(1, related=False)
+    start, end = tracklet_seconds(table, CameraLayout.open(table.camera_names))
+    cam_a, cam_b = np.flatnonzero(table.camera_index == 0), np.flatnonzero(table.camera_index == 1)
+    # "Confident" look-alike pairs of an unrelated scene fall at random gaps.
+    pair_a, pair_b = cam_a, rng.permutation(cam_b)
+    model = evidence.fit_transit_model(table, start, end, pair_a, pair_b, np.ones(len(pair_a), bool), math.inf)
+    gaps = np.linspace(-8, 2500, 31)  # every gap two 8 s tracklets can have here
+    ratio = model.log_likelihood_ratio(table, np.zeros(31, np.int64), np.ones(31, np.int64) * cam_b[0], gaps)
+    assert np.abs(ratio).max() < 1.0
+
+
+def test_a_learned_transit_time_decides_between_two_look_alikes():
+    """Camera b holds two equally similar candidates for a doubtful pair, 30 s and 200 s after it: the one
+    at the camera pair's usual transit time (30 s) is linked, the one at an odd gap is not."""
+    table, person, rng = walking_scene(2, people=30)
+    identities = unit(rng.normal(size=(60, 64)))
+    embeddings = unit(identities[person] + rng.normal(scale=0.02, size=(len(person), 64)))
+    # The doubtful case: a new person in a, and two look-alikes of them in b.
+    rows = [tuple(int(v) for v in (table.camera_index[i], table.first_frame[i], table.last_frame[i])) for i in range(len(table))]
+    base = 40000  # frames, after everyone else
+    rows += [(0, base, base + 80), (1, base + 80 + 300, base + 80 + 380), (1, base + 80 + 2000, base + 80 + 2080)]
+    target, other, another = np.linalg.qr(rng.normal(size=(64, 3)))[0].T  # orthonormal
+    cosine = 0.75  # log LR +1, against a prior of 1 in 2.8 (two candidates in b): probability 0.6
+    sine = math.sqrt(1 - cosine**2)
+    # Both look like the target, and not like each other (cos 0.56): two different people.
+    embeddings = np.vstack([embeddings, unit([target, cosine * target + sine * other, cosine * target + sine * another])])
+    table = make_table(["a", "b"], rows)
+    learned = link_tracklets(table, embeddings, LinkSettings(center_per_camera=False, device="cpu"), calibration=SHARP)
+    appearance_only = link_tracklets(table, embeddings, PLAIN, calibration=SHARP)
+    new, usual_gap, odd_gap = len(rows) - 3, len(rows) - 2, len(rows) - 1
+    assert learned.identity[new] == learned.identity[usual_gap]
+    assert learned.identity[new] != learned.identity[odd_gap]
+    assert appearance_only.identity[new] != appearance_only.identity[usual_gap]
+    # The walking people themselves are all found, with or without transit evidence.
+    for result in (learned, appearance_only):
+        for who in range(30):
+            assert len(set(result.identity[:60][person == who])) == 1
+
+
+def test_a_configured_layout_replaces_the_learned_transit_times():
+    table, person, rng = walking_scene(3)
+    embeddings = unit(unit(rng.normal(size=(60, 64)))[person] + rng.normal(scale=0.3, size=(len(person), 64)))
+    layout = CameraLayout.from_dict({"connections": [{"from": "a", "to": "b"}]}, table.camera_names)
+    with_layout = link_tracklets(table, embeddings, LinkSettings(center_per_camera=False, device="cpu"), layout, SHARP)
+    without_learning = link_tracklets(table, embeddings, PLAIN, layout, SHARP)
+    assert np.array_equal(with_layout.identity, without_learning.identity)
