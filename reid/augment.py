@@ -18,6 +18,7 @@ so a resumed run sees exactly the same augmented batches.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -151,7 +152,9 @@ def jpeg(images: torch.Tensor, chosen: torch.Tensor, min_quality: int) -> torch.
     out = images.clone()
     for row, quality in zip(rows, qualities):
         pixels = (images[row] * 255).round_().to(torch.uint8).cpu()
-        decoded = decode_jpeg(encode_jpeg(pixels, quality=quality))
+        with warnings.catch_warnings():  # torchvision 0.29 deprecates its JPEG codec; the shipped model used it
+            warnings.simplefilter("ignore", DeprecationWarning)
+            decoded = decode_jpeg(encode_jpeg(pixels, quality=quality))
         out[row] = decoded.to(images.device, torch.float32) / 255
     return out
 

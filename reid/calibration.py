@@ -40,6 +40,10 @@ class LinkCalibration:
     roc_auc: float  # of the fitted pairs: how well similarity separates same from different people
     feature: str = "bnneck"  # the features it was fitted on
     centred: bool = True  # fitted on per-camera centred descriptors
+    # Different-person similarities of the fitted pairs: median and robust spread (1.4826 x MAD). The app
+    # compares them with its own scene's, where everyone may look more alike (cctrack.link.evidence).
+    negative_centre: float = 0.0
+    negative_spread: float = 1.0
 
     def log_likelihood_ratio(self, similarity: np.ndarray) -> np.ndarray:
         return self.slope * np.asarray(similarity, np.float64) + self.intercept
@@ -188,7 +192,17 @@ def fit_calibration(embed: Embed, samples: Sequence[Sample], feature: str = "bnn
     pair_similarity = similarity[upper]
     slope, intercept = fit_logistic(pair_similarity, same)
     auc = roc_auc(pair_similarity, same)
-    return LinkCalibration(slope, intercept, int(same.sum()), int((~same).sum()), auc, feature=feature)
+    centre, spread = robust_centre_spread(pair_similarity[~same])
+    return LinkCalibration(slope, intercept, int(same.sum()), int((~same).sum()), auc, feature=feature,
+                           negative_centre=centre, negative_spread=spread)
+
+
+def robust_centre_spread(values: np.ndarray) -> tuple[float, float]:
+    """(median, 1.4826 x median absolute deviation): a normal's mean and standard deviation, unmoved by
+    the few same-person pairs hidden among many different-person ones."""
+    values = np.asarray(values, np.float64)
+    centre = float(np.median(values))
+    return centre, float(1.4826 * np.median(np.abs(values - centre)))
 
 
 def calibrate_weights_file(path, samples: Sequence[Sample], device: str | torch.device = "auto") -> LinkCalibration:

@@ -14,8 +14,10 @@ from cctrack.link.candidates import tracklet_seconds
 from cctrack.link.layout import CameraLayout
 from tests.test_link import at_distance, make_table, unit
 
-# Appearance evidence of a sharp model: log LR = 20 cos - 14 (cos 0.9 -> +4, cos 0.5 -> -4).
-SHARP = LinkCalibration(slope=20.0, intercept=-14.0, positive_pairs=1, negative_pairs=1, roc_auc=1.0)
+# Appearance evidence of a sharp model: log LR = 20 cos - 14 (cos 0.9 -> +4, cos 0.5 -> -4). Its null
+# (median 0.99, spread 1) is above what these scenes' strangers show, so the run's null never moves it.
+SHARP = LinkCalibration(slope=20.0, intercept=-14.0, positive_pairs=1, negative_pairs=1, roc_auc=1.0,
+                        negative_centre=0.99, negative_spread=1.0)
 PLAIN = LinkSettings(center_per_camera=False, learn_transit=False, device="cpu")
 
 
@@ -153,3 +155,33 @@ def test_a_configured_layout_replaces_the_learned_transit_times():
     with_layout = link_tracklets(table, embeddings, LinkSettings(center_per_camera=False, device="cpu"), layout, SHARP)
     without_learning = link_tracklets(table, embeddings, PLAIN, layout, SHARP)
     assert np.array_equal(with_layout.identity, without_learning.identity)
+
+
+def look_alike_scene(seed: int, shared_look: float):
+    """12 people seen in camera a, then in camera b; every embedding also carries a look shared by
+    everyone in the scene (dark coats, one background), of weight `shared_look`."""
+    rng = np.random.default_rng(seed)
+    people = unit(rng.normal(size=(12, 64)))
+    shared = unit(rng.normal(size=(1, 64)))[0]
+    rows, person = [], []
+    for who in range(12):
+        rows += [(0, 300 * who, 300 * who + 80), (1, 300 * who + 120, 300 * who + 200)]
+        person += [who, who]
+    person = np.array(person)
+    noise = rng.normal(scale=0.4 / 8, size=(len(person), 64))
+    return make_table(["a", "b"], rows), unit(people[person] + noise + shared_look * shared), person
+
+
+def test_strangers_who_all_look_alike_weaken_the_evidence():
+    """Calibrated on strangers with cosine about 0 (spread 0.1): in a scene whose strangers all share a
+    look, the run's own null shows that, and the same people are no longer linked at high probability."""
+    calibration = LinkCalibration(slope=12.0, intercept=-2.0, positive_pairs=1, negative_pairs=1, roc_auc=0.99,
+                                  negative_centre=0.0, negative_spread=0.1)
+    settings = LinkSettings(center_per_camera=False, learn_transit=False, device="cpu")
+    table, distinct, person = look_alike_scene(0, shared_look=0.0)
+    _, alike, _ = look_alike_scene(0, shared_look=2.0)
+    separate = link_tracklets(table, distinct, settings, calibration=calibration)
+    crowded = link_tracklets(table, alike, settings, calibration=calibration)
+    assert all(len(set(separate.identity[person == who])) == 1 for who in range(12))
+    assert len(crowded.links) < len(separate.links) / 2
+    assert all(link.confidence >= 0.9 for link in crowded.links)

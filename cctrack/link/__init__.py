@@ -98,7 +98,7 @@ def link_tracklets(
         cost, threshold = distance, settings.distance_threshold
     else:
         window = min(math.inf if settings.max_gap_seconds is None else settings.max_gap_seconds, layout.longest_gap_seconds())
-        log_odds = pair_log_odds(table, pair_a, pair_b, 1.0 - distance, start_seconds, end_seconds, window,
+        log_odds = pair_log_odds(table, embeddings, pair_a, pair_b, 1.0 - distance, start_seconds, end_seconds, window,
                                  settings, calibration, learn_transit=settings.learn_transit and not configured_layout)
         cost, threshold = -log_odds, -evidence.logit(settings.min_probability)
     clustering = Agglomeration(table, threshold, settings.linkage)
@@ -112,19 +112,24 @@ def link_tracklets(
     return LinkResult(identity=identity, links=links, identity_confidence=identity_confidence)
 
 
-def pair_log_odds(table: TrackletTable, pair_a: np.ndarray, pair_b: np.ndarray, similarity: np.ndarray,
-                  start: np.ndarray, end: np.ndarray, window: float, settings: LinkSettings,
+def pair_log_odds(table: TrackletTable, embeddings: np.ndarray, pair_a: np.ndarray, pair_b: np.ndarray,
+                  similarity: np.ndarray, start: np.ndarray, end: np.ndarray, window: float, settings: LinkSettings,
                   calibration: LinkCalibration, learn_transit: bool) -> np.ndarray:
     """(P,) log-odds that each candidate pair is one person: prior + appearance (+ transit)."""
     counts = evidence.candidate_counts(table, start, end, min(window, settings.prior_window_seconds))
-    appearance = evidence.prior_log_odds(table, pair_a, pair_b, counts, settings.prior_seen_elsewhere)
-    appearance = appearance + calibration.log_likelihood_ratio(similarity)
+    prior = evidence.prior_log_odds(table, pair_a, pair_b, counts, settings.prior_seen_elsewhere)
+    null = evidence.appearance_null(table, embeddings, start, end, calibration)
+    appearance = calibration.log_likelihood_ratio(evidence.on_calibration_scale(table, pair_a, pair_b, similarity, null, calibration))
+    log_odds = prior + appearance
     if not learn_transit or len(pair_a) == 0:
-        return appearance
-    confident = (appearance >= evidence.logit(settings.min_probability)) & evidence.mutual_best(pair_a, pair_b, appearance, table)
+        return log_odds
+    # Transit times are learned from pairs that look alike on their own (likelihood ratio >= 9, before
+    # the prior) and are each other's best match: a camera pair's real transit shows as gaps that
+    # cluster, and look-alike strangers' gaps do not (evidence.TransitModel ignores those).
+    confident = (appearance >= math.log(9.0)) & evidence.mutual_best(pair_a, pair_b, appearance, table)
     model = evidence.fit_transit_model(table, start, end, pair_a, pair_b, confident, window)
     gaps = evidence.signed_gaps(pair_a, pair_b, start, end)
-    return appearance + model.log_likelihood_ratio(table, pair_a, pair_b, gaps)
+    return log_odds + model.log_likelihood_ratio(table, pair_a, pair_b, gaps)
 
 
 def _number_by_first_appearance(cluster_of: np.ndarray, start_seconds: np.ndarray) -> np.ndarray:

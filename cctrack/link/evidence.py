@@ -6,7 +6,12 @@
   the time window) with probability `prior_seen_elsewhere`, so each candidate's prior is that / n; n is
   the geometric mean of the two directions. Most people never reach another camera, and a crowded
   camera offers more look-alikes: both lower the prior.
-- Appearance: the re-id model's own calibration (reid.calibration), fitted on identities it never saw.
+- Appearance: the re-id model's own calibration (reid.calibration), fitted on identities it never saw,
+  read against this run's own different-person similarities ("empirical null"). Nearly every pair of
+  two cameras is two different people, so the median and spread of a camera pair's similarities say how
+  alike strangers look there: in a scene where everyone wears dark coats, or between cameras whose
+  centring left a shared look, the same cosine is weaker evidence. Similarities are moved onto the
+  calibration's scale by that median and spread, and only ever towards less evidence.
 - Transit: people who leave camera A reach camera B after a typical time, so the gap between a
   confident match's tracklets is evidence. Per camera pair (and per camera, for re-entry), a log-normal
   fitted (robustly) to the gaps of the run's confident appearance matches is compared with one fitted
@@ -21,6 +26,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from reid.calibration import LinkCalibration, robust_centre_spread
 
 from cctrack.link.table import TrackletTable
 
@@ -63,6 +70,61 @@ def prior_log_odds(table: TrackletTable, pair_a: np.ndarray, pair_b: np.ndarray,
     prior = prior_seen_elsewhere / np.maximum(candidates, 1.0)
     prior = np.minimum(prior, 0.5)
     return np.log(prior / (1 - prior))
+
+
+NULL_PAIRS_PER_CAMERA_PAIR = 4000
+NULL_PSEUDO_PAIRS = 30  # a camera pair with n pairs trusts its own null n / (n + 30), the calibration's the rest
+
+
+def _camera_pair_samples(table: TrackletTable, key: tuple[int, int], start: np.ndarray, end: np.ndarray,
+                         rng: np.random.Generator, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of distinct tracklets of cameras key[0] and key[1] (all of them, or `limit` at random); for
+    one camera only pairs seen at different times, as re-entry candidates are."""
+    rows_i, rows_j = np.flatnonzero(table.camera_index == key[0]), np.flatnonzero(table.camera_index == key[1])
+    if len(rows_i) * len(rows_j) <= limit:
+        first, second = np.repeat(rows_i, len(rows_j)), np.tile(rows_j, len(rows_i))
+    else:
+        first, second = rng.choice(rows_i, limit), rng.choice(rows_j, limit)
+    keep = first != second
+    if key[0] == key[1]:
+        keep &= (end[first] <= start[second]) | (end[second] <= start[first])
+    return first[keep], second[keep]
+
+
+def appearance_null(table: TrackletTable, embeddings: np.ndarray, start: np.ndarray, end: np.ndarray,
+                    calibration: LinkCalibration, seed: int = 0) -> dict[tuple[int, int], tuple[float, float]]:
+    """Per unordered camera pair: (median, spread) of its different-person similarities, estimated from
+    all (or random) pairs and shrunk towards the calibration's by NULL_PSEUDO_PAIRS."""
+    rng = np.random.default_rng(seed)
+    cameras = len(table.camera_names)
+    null = {}
+    for i in range(cameras):
+        for j in range(i, cameras):
+            first, second = _camera_pair_samples(table, (i, j), start, end, rng, NULL_PAIRS_PER_CAMERA_PAIR)
+            if len(first) == 0:
+                continue
+            similarity = np.einsum("ij,ij->i", embeddings[first], embeddings[second])
+            centre, spread = robust_centre_spread(similarity)
+            weight = len(first) / (len(first) + NULL_PSEUDO_PAIRS)
+            null[(i, j)] = (weight * centre + (1 - weight) * calibration.negative_centre,
+                            weight * spread + (1 - weight) * calibration.negative_spread)
+    return null
+
+
+def on_calibration_scale(table: TrackletTable, pair_a: np.ndarray, pair_b: np.ndarray, similarity: np.ndarray,
+                         null: dict[tuple[int, int], tuple[float, float]], calibration: LinkCalibration) -> np.ndarray:
+    """Similarities moved onto the calibration's scale, s' = c + w (s - r) / v, where (r, v) is the run's
+    null of the pair's cameras and (c, w) the calibration's. Only ever towards less evidence: r is taken
+    as at least c, and v as at least w."""
+    moved = np.asarray(similarity, np.float64).copy()
+    camera_a, camera_b = table.camera_index[pair_a], table.camera_index[pair_b]
+    low, high = np.minimum(camera_a, camera_b), np.maximum(camera_a, camera_b)
+    for (i, j), (centre, spread) in null.items():
+        rows = (low == i) & (high == j)
+        run_centre = max(centre, calibration.negative_centre)
+        run_spread = max(spread, calibration.negative_spread)
+        moved[rows] = calibration.negative_centre + calibration.negative_spread * (moved[rows] - run_centre) / run_spread
+    return moved
 
 
 def signed_gaps(pair_a: np.ndarray, pair_b: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
