@@ -6,8 +6,9 @@ torchvision Resize / ToTensor / Normalize, an fp32 forward pass, `.cpu()` of eve
 resizes with cv2 into one uint8 batch, copies it once, normalises on the device, runs channels_last
 (fp16 on CUDA by default; bf16 as an extra row) and copies features back once.
 
-Networks: CSSC-ResNet-50 at 256x128 and 384x192, CSSC-MobileNetV2 at 256x128, and the MobileNetV2
-ImageNet backbone the app uses by default (weights do not change speed; CSSC nets are randomly initialised).
+Networks: the shipped CSSC-MobileNetV2 at 128x64 (the app's default, BNNeck feature), CSSC-ResNet-50 at
+256x128 and 384x192, CSSC-MobileNetV2 at 256x128, and the MobileNetV2 ImageNet backbone (the old
+default); weights do not change speed, so the other CSSC nets are randomly initialised.
 FLOPs per crop are counted with torch.utils.flop_counter (2 x MACs of convs and matmuls) next to the spec's
 24.3 GFLOPs at 384x192 scaled by pixel count; on CUDA the table also shows achieved TFLOP/s and the
 fraction of the GPU's dense fp16/bf16 peak (--peak-tflops, or a known value for H100 / H200 / A100).
@@ -37,7 +38,9 @@ sys.path.insert(0, str(REPOSITORY))
 
 from reid.backbones import PooledBackbone, build_backbone  # noqa: E402
 from reid.embedder import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, Embedder, resolve_device  # noqa: E402
+from reid.checkpoint import BNNeckFeature, bnneck_state, load_checkpoint, model_from_checkpoint  # noqa: E402
 from reid.model import build_model  # noqa: E402
+from reid.pretrained import default_weights_path  # noqa: E402
 
 SAMPLE_VIDEO = REPOSITORY / "samples" / "pets09" / "cam_right.mp4"
 RESULTS = REPOSITORY / "bench" / "results"
@@ -124,7 +127,11 @@ def networks() -> list[tuple[str, torch.nn.Module, tuple[int, int]]]:
     resnet = build_model("resnet50", num_ids=0, pretrained="none")
     mobilenet = build_model("mobilenetv2", num_ids=0, pretrained="none")
     imagenet_mobilenet = PooledBackbone(build_backbone("mobilenetv2", pretrained="imagenet"), pooling="avg")
+    shipped_path = default_weights_path()
+    shipped_model, shipped_arch = model_from_checkpoint(shipped_path)
+    shipped = BNNeckFeature(shipped_model, **bnneck_state(load_checkpoint(shipped_path), shipped_path))
     return [
+        ("shipped CSSC-MobileNetV2 128x64 (default)", shipped, tuple(shipped_arch["input_size"])),
         ("CSSC-R50 256x128", resnet, (256, 128)),
         ("CSSC-R50 384x192", resnet, (384, 192)),
         ("CSSC-MobileNetV2 256x128", mobilenet, (256, 128)),

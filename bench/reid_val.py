@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cctrack.files import write_json_atomic
 from cctrack.histogram import ColourHistogramEmbedder
 from reid import Embedder
 from reid.augment import recolour_garments
@@ -105,9 +106,7 @@ def main() -> None:
         "results": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = args.out.with_suffix(".tmp")
-    temporary.write_text(json.dumps(record, indent=2) + "\n")
-    temporary.replace(args.out)
+    write_json_atomic(args.out, record)
     print(f"wrote {args.out}")
 
 

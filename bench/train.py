@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from cctrack.files import write_json_atomic
 from reid.augment import augment_batch
 from reid.datasets import load_dataset
 from reid.datasets.images import ImageDataset, TrainImages
@@ -123,9 +124,7 @@ def main() -> None:
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / "train.json"
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(record, indent=2) + "\n")
-    temporary.replace(path)
+    write_json_atomic(path, record)
     print(f"wrote {path}")
 
 

@@ -19,7 +19,8 @@ from cctrack.files import write_json_atomic, write_text_atomic
 from cctrack.link import LinkResult
 from cctrack.tracklets import Tracklet
 
-SCHEMA_VERSION = "1.0"
+# 1.1: a link's confidence is its probability (calibrated linking); 1.0 was a distance margin.
+SCHEMA_VERSION = "1.1"
 SCHEMA_PATH = Path(__file__).resolve().parent / "identities.schema.json"
 
 

@@ -9,9 +9,13 @@ never trained on, the way the app will use it:
   rendering, with a fixed seed;
 - crop features are the model's BNNeck-normalised features, averaged and L2-normalised per tracklet,
   then centred per camera (`center_per_camera`, as the app's linker does);
-- a logistic model of cross-view pairs, with same-person and different-person pairs weighted equally,
-  gives log LR(s) = slope * s + intercept: the evidence of similarity s, free of any prior. The app adds
-  its own prior (how many candidates there are) and other evidence (transit time) to this.
+- the log-likelihood ratio of same vs different person as a function of similarity s is a monotone
+  curve fitted on cross-view pairs: same- and different-person counts in bins of s (bins hold equal
+  numbers of same-person pairs, plus a pseudo-count against empty bins), made non-decreasing by pooling
+  adjacent violators, and interpolated between bin centres. A straight logistic line (also stored) is
+  pulled down by the few look-alike strangers and under-states the evidence where links are decided.
+  The curve is the evidence of s, free of any prior: the app adds its own prior (how many candidates
+  there are) and other evidence (transit time) to it.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from reid.datasets.base import Sample
 from reid.errors import ReidError
 
 CENTERING_PRIOR_TRACKLETS = 5.0  # a camera with n tracklets has n / (n + 5) of its mean removed
-CROPS_PER_TRACKLET = 4
+CROPS_PER_TRACKLET = 8  # as many as the app embeds per tracklet (tracklets.crops_per_tracklet)
 CALIBRATION_SEED = 1234
 
 
@@ -44,9 +48,16 @@ class LinkCalibration:
     # compares them with its own scene's, where everyone may look more alike (cctrack.link.evidence).
     negative_centre: float = 0.0
     negative_spread: float = 1.0
+    # The fitted curve: log LR at these similarities, linear in between, constant beyond the ends.
+    # Empty: the logistic line (slope, intercept).
+    curve_similarity: tuple[float, ...] = ()
+    curve_log_lr: tuple[float, ...] = ()
 
     def log_likelihood_ratio(self, similarity: np.ndarray) -> np.ndarray:
-        return self.slope * np.asarray(similarity, np.float64) + self.intercept
+        similarity = np.asarray(similarity, np.float64)
+        if self.curve_similarity:
+            return np.interp(similarity, self.curve_similarity, self.curve_log_lr)
+        return self.slope * similarity + self.intercept
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -54,13 +65,15 @@ class LinkCalibration:
     @classmethod
     def from_dict(cls, values: dict) -> LinkCalibration:
         try:
+            values = {key: tuple(value) if isinstance(value, list) else value for key, value in values.items()}
             return cls(**values)
         except TypeError as error:
             raise ReidError(f"malformed link calibration {values!r}: {error}") from None
 
     def summary(self) -> str:
-        return (f"link calibration: log LR = {self.slope:.2f} x cos + {self.intercept:.2f} "
-                f"({self.positive_pairs} same / {self.negative_pairs} different pairs, ROC AUC {self.roc_auc:.3f})")
+        curve = ", ".join(f"{x:.2f}: {y:+.1f}" for x, y in zip(self.curve_similarity, self.curve_log_lr))
+        return (f"link calibration ({self.positive_pairs} same / {self.negative_pairs} different pairs, ROC AUC "
+                f"{self.roc_auc:.3f}): log LR at cos {curve or f'= {self.slope:.2f} x cos + {self.intercept:.2f}'}")
 
 
 def center_per_camera(embeddings: np.ndarray, camera_index: np.ndarray, prior_tracklets: float = CENTERING_PRIOR_TRACKLETS) -> np.ndarray:
@@ -96,6 +109,44 @@ def fit_logistic(similarity: np.ndarray, same: np.ndarray, iterations: int = 50)
         if np.abs(step).max() < 1e-9:
             break
     return float(theta[0]), float(theta[1])
+
+
+CURVE_BINS = 8
+CURVE_PSEUDO_COUNT = 1.0  # per bin and class: no bin claims infinite evidence from zero strangers
+
+
+def fit_monotone_curve(similarity: np.ndarray, same: np.ndarray, bins: int = CURVE_BINS) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(bin centres, log LR per bin): bins hold equal numbers of same-person pairs (the lowest bin also
+    everything below, the highest everything above; empty bins are dropped), log LR = log share of same-person pairs - log share
+    of different-person pairs (with CURVE_PSEUDO_COUNT each), pooled into a non-decreasing sequence."""
+    similarity, same = np.asarray(similarity, np.float64), np.asarray(same, bool)
+    edges = np.quantile(similarity[same], np.linspace(0, 1, bins + 1))
+    edges[0], edges[-1] = -np.inf, np.inf
+    which = np.clip(np.searchsorted(edges, similarity, side="right") - 1, 0, bins - 1)
+    positives = np.bincount(which[same], minlength=bins) + CURVE_PSEUDO_COUNT
+    negatives = np.bincount(which[~same], minlength=bins) + CURVE_PSEUDO_COUNT
+    log_lr = np.log(positives / positives.sum()) - np.log(negatives / negatives.sum())
+    weights = positives + negatives
+    # A bin's place is the median of all its pairs: the lowest bin sits among the strangers.
+    centres = np.array([np.median(similarity[which == b]) if (which == b).any() else np.nan for b in range(bins)])
+    keep = np.isfinite(centres)
+    centres, log_lr, weights = centres[keep], log_lr[keep], weights[keep]
+    log_lr = _pool_adjacent_violators(log_lr, weights)
+    keep = np.r_[True, np.diff(centres) > 0]  # np.interp needs increasing places
+    return tuple(float(x) for x in centres[keep]), tuple(float(y) for y in log_lr[keep])
+
+
+def _pool_adjacent_violators(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The non-decreasing sequence closest to `values` in weighted least squares."""
+    blocks: list[list[float]] = []  # [mean, weight, length]
+    for value, weight in zip(values.tolist(), weights.tolist()):
+        blocks.append([value, weight, 1])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            mean_b, weight_b, length_b = blocks.pop()
+            mean_a, weight_a, length_a = blocks.pop()
+            total = weight_a + weight_b
+            blocks.append([(mean_a * weight_a + mean_b * weight_b) / total, total, length_a + length_b])
+    return np.concatenate([np.full(length, mean) for mean, _, length in blocks])
 
 
 def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
@@ -193,8 +244,10 @@ def fit_calibration(embed: Embed, samples: Sequence[Sample], feature: str = "bnn
     slope, intercept = fit_logistic(pair_similarity, same)
     auc = roc_auc(pair_similarity, same)
     centre, spread = robust_centre_spread(pair_similarity[~same])
+    curve_similarity, curve_log_lr = fit_monotone_curve(pair_similarity, same)
     return LinkCalibration(slope, intercept, int(same.sum()), int((~same).sum()), auc, feature=feature,
-                           negative_centre=centre, negative_spread=spread)
+                           negative_centre=centre, negative_spread=spread,
+                           curve_similarity=curve_similarity, curve_log_lr=curve_log_lr)
 
 
 def robust_centre_spread(values: np.ndarray) -> tuple[float, float]:

@@ -12,6 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
+from cctrack.files import write_json_atomic
 from cctrack.embed import BASELINE_CALIBRATIONS_PATH
 from cctrack.histogram import ColourHistogramEmbedder
 from reid import Embedder
@@ -35,9 +36,7 @@ def main() -> None:
         calibration = fit_calibration(embed, samples, feature=feature)
         print(f"{name}: {calibration.summary()}")
         calibrations[name] = calibration.as_dict()
-    temporary = BASELINE_CALIBRATIONS_PATH.with_suffix(".tmp")
-    temporary.write_text(json.dumps(calibrations, indent=2) + "\n")
-    temporary.replace(BASELINE_CALIBRATIONS_PATH)
+    write_json_atomic(BASELINE_CALIBRATIONS_PATH, calibrations)
     print(f"wrote {BASELINE_CALIBRATIONS_PATH}")
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from reid.augment import AugmentSettings, augment_batch, blur, downscale, jpeg, recolour_garments, recolour_matrices, shift_colour
-from reid.calibration import LinkCalibration, fit_calibration, fit_logistic, roc_auc
+from reid.calibration import LinkCalibration, fit_calibration, fit_logistic, fit_monotone_curve, roc_auc
 from reid.checkpoint import load_checkpoint, set_weights_extra
 from reid.datasets import load_dataset
 from reid.embedder import Embedder
@@ -133,6 +133,22 @@ def test_logistic_fit_recovers_a_known_model_and_auc_matches_brute_force():
     assert roc_auc(scores, positive) == pytest.approx(brute)
 
 
+def test_monotone_curve_follows_the_counts_and_never_falls():
+    rng = np.random.default_rng(2)
+    same = np.r_[np.ones(400, bool), np.zeros(20000, bool)]
+    similarity = np.r_[rng.normal(0.5, 0.1, 400), rng.normal(0.0, 0.1, 20000)]
+    centres, log_lr = fit_monotone_curve(similarity, same)
+    assert list(centres) == sorted(centres) and list(log_lr) == sorted(log_lr)
+    # Two normals with equal spread: the true log LR is 50 s - 12.5, about +12 at 0.5; with 20000
+    # strangers and a pseudo-count of 1 a bin of 50 same-person pairs can claim at most
+    # log((50 + 1) / (400 + 8) / (1 / (20000 + 8))) = 7.8.
+    assert log_lr[0] < 0 < log_lr[-1] <= math.log(51 / 408 * 20008) + 1e-6
+    calibration = LinkCalibration(0.0, 0.0, 400, 20000, 1.0, curve_similarity=centres, curve_log_lr=log_lr)
+    inside = np.linspace(centres[0], centres[-1], 50)
+    assert np.all(np.diff(calibration.log_likelihood_ratio(inside)) >= -1e-12)
+    assert calibration.log_likelihood_ratio(2.0) == log_lr[-1] and calibration.log_likelihood_ratio(-2.0) == log_lr[0]
+
+
 def test_calibration_of_a_perfect_descriptor_separates_people(cuhk03_root):
     _, samples = split_calibration_ids(load_dataset("cuhk03", cuhk03_root).train, 4)
     # An oracle that sees the identity through any degradation: one random direction per person.
@@ -144,7 +160,7 @@ def test_calibration_of_a_perfect_descriptor_separates_people(cuhk03_root):
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
     calibration = fit_calibration(embed, samples)
-    assert calibration.roc_auc == 1.0 and calibration.slope > 5
+    assert calibration.roc_auc == 1.0 and calibration.slope > 5 and calibration.curve_log_lr[-1] > 0
     assert calibration.log_likelihood_ratio(1.0) > 0 > calibration.log_likelihood_ratio(calibration.negative_centre)
     assert LinkCalibration.from_dict(calibration.as_dict()) == calibration
 

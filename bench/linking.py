@@ -1,0 +1,190 @@
+"""Cross-camera identity in the app, on the bundled sample: the shipped re-id model against the ImageNet
+baseline, the colour histogram and no linking, all in the same run and on the same tracklets.
+
+`cctrack run` (detection, tracking, crops; no video) runs once per footage: the sample, and a stress copy
+whose cam_right has its hue rotated by 90 degrees (everyone's clothes change colour between cameras).
+Then every descriptor re-links the same cached tracklets with the default link settings, and is scored
+against the sample's ground truth (derived from ../shared/data/PETS09-S2L1; never used to choose a
+default):
+
+- multi-camera IDF1 (py-motmetrics, cameras concatenated, global ids kept), per-camera IDF1;
+- people kept: of the people seen in both cameras, how many have the same majority identity in both;
+- cross-camera link precision: of the cross-camera tracklet pairs put into one identity, the share that
+  are one person (each tracklet is labelled with the ground-truth person its boxes overlap most);
+- ROC AUC of the link log-odds over all cross-camera tracklet pairs (same person vs not);
+- an oracle sweep over link.min_probability, chosen on the test data: an upper bound, not a result.
+
+    python -m bench.linking [--out bench/results/linking] [--reuse]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.stress import make_hue_rotated_copy
+from cctrack.files import write_json_atomic
+from cctrack import cache
+from cctrack.config import load_config
+from cctrack.embed import load_embedder
+from cctrack.evaluate import evaluate_run, read_mot_txt
+from cctrack.link import LinkSettings, TrackletTable, center_per_camera, pair_log_odds, tracklet_seconds
+from cctrack.link.layout import CameraLayout
+from cctrack.pipeline import relink, run
+from cctrack.sample import write_sample_ground_truth
+from reid.calibration import roc_auc
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+SAMPLE_DIR = REPOSITORY / "samples" / "pets09"
+DESCRIPTORS = {  # name -> config overrides
+    "shipped CSSC-MobileNetV2": [],
+    "ImageNet MobileNetV2 (old default)": ["reid.checkpoint=imagenet"],
+    "colour histogram": ["reid.descriptor=colour_histogram"],
+}
+ORACLE_PROBABILITIES = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+
+
+def ground_truth_person(tracklets, gt_dir: Path) -> np.ndarray:
+    """(N,) the PETS id whose boxes overlap each tracklet's most often (IoU >= 0.5), -1 for none."""
+    people = np.full(len(tracklets), -1)
+    gt = {camera.name: read_mot_txt(camera / "gt" / "gt.txt") for camera in gt_dir.iterdir() if camera.is_dir()}
+    for index, tracklet in enumerate(tracklets):
+        rows = gt[tracklet.camera]
+        votes: dict[int, int] = {}
+        for frame, (x0, y0, x1, y1) in zip(tracklet.frames, tracklet.boxes):
+            here = rows[rows[:, 0] == frame + 1]
+            if len(here) == 0:
+                continue
+            gx0, gy0 = here[:, 2], here[:, 3]
+            gx1, gy1 = gx0 + here[:, 4], gy0 + here[:, 5]
+            inter = np.clip(np.minimum(x1, gx1) - np.maximum(x0, gx0), 0, None) * np.clip(np.minimum(y1, gy1) - np.maximum(y0, gy0), 0, None)
+            iou = inter / ((x1 - x0) * (y1 - y0) + here[:, 4] * here[:, 5] - inter)
+            best = int(np.argmax(iou))
+            if iou[best] >= 0.5:
+                votes[int(here[best, 1])] = votes.get(int(here[best, 1]), 0) + 1
+        if votes:
+            people[index] = max(votes, key=votes.get)
+    return people
+
+
+def link_quality(out_dir: Path, gt_dir: Path, person: np.ndarray, tracklets) -> dict:
+    """Scores of the identities currently in out_dir."""
+    report = evaluate_run(gt_dir, out_dir)
+    document = json.loads((out_dir / "identities.json").read_text())
+    identity_of = {(t["camera"], t["track_id"]): identity["id"] for identity in document["identities"] for t in identity["tracklets"]}
+    identity = np.array([identity_of[(t.camera, t.track_id)] for t in tracklets])
+    camera = np.array([t.camera for t in tracklets])
+    right = wrong = 0
+    for i in range(len(tracklets)):
+        for j in range(i + 1, len(tracklets)):
+            if camera[i] != camera[j] and identity[i] == identity[j]:
+                same = person[i] == person[j] and person[i] >= 0
+                right, wrong = right + same, wrong + (not same)
+    kept = both = 0
+    for who in set(person[camera == "cam_left"]) & set(person[camera == "cam_right"]) - {-1}:
+        majority = []
+        for name in ("cam_left", "cam_right"):
+            rows = (person == who) & (camera == name)
+            counts = {}
+            for i in np.flatnonzero(rows):
+                counts[identity[i]] = counts.get(identity[i], 0) + len(tracklets[i].frames)
+            majority.append(max(counts, key=counts.get))
+        both += 1
+        kept += majority[0] == majority[1]
+    return {
+        "multi_camera_idf1": float(report.multi_camera["idf1"]),
+        "per_camera_idf1": {name: float(metrics["idf1"]) for name, metrics in report.per_camera.items()},
+        "identities": document["summary"]["identities"],
+        "cross_camera_links": {"right": int(right), "wrong": int(wrong), "precision": right / (right + wrong) if right + wrong else None},
+        "people_kept_across_cameras": f"{kept} of {both}",
+    }
+
+
+def pair_auc(out_dir: Path, tracklets, person: np.ndarray, overrides: list[str]) -> float:
+    """ROC AUC of the default link log-odds over every cross-camera tracklet pair."""
+    config = load_config(None, overrides + ["reid.device=cpu"])
+    embedder = load_embedder(config.reid.checkpoint, "cpu", None, 128, config.reid.descriptor)
+    embeddings = cache.load_embeddings(out_dir, len(tracklets))
+    run_info = cache.load_run_info(out_dir)
+    names = tuple(camera["name"] for camera in run_info["cameras"])
+    table = TrackletTable(names, tuple(float(c["fps"]) for c in run_info["cameras"]),
+                          [names.index(t.camera) for t in tracklets], [t.first_frame for t in tracklets], [t.last_frame for t in tracklets])
+    descriptors = center_per_camera(embeddings.descriptors, table.camera_index)
+    start, end = tracklet_seconds(table, CameraLayout.open(names))
+    a, b = np.triu_indices(len(tracklets), k=1)
+    cross = (table.camera_index[a] != table.camera_index[b]) & (person[a] >= 0) & (person[b] >= 0)
+    a, b = a[cross], b[cross]
+    similarity = np.einsum("ij,ij->i", descriptors[a], descriptors[b])
+    log_odds = pair_log_odds(table, descriptors, a, b, similarity, start, end, math.inf, LinkSettings(device="cpu"),
+                             embedder.calibration, learn_transit=True)
+    return roc_auc(log_odds, person[a] == person[b])
+
+
+def relink_with(out_dir: Path, overrides: list[str]) -> None:
+    relink(out_dir, load_config(None, overrides + ["reid.device=cpu", "export.video=false"]), show_progress=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=REPOSITORY / "bench" / "results" / "linking")
+    parser.add_argument("--reuse", action="store_true", help="re-use the tracking runs already in --out")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    gt_dir = args.out / "gt"
+    write_sample_ground_truth(gt_dir)
+    footage = {"sample": SAMPLE_DIR, "hue_rotated_cam_right": args.out / "stress_videos"}
+    if not (args.reuse and footage["hue_rotated_cam_right"].is_dir()):
+        make_hue_rotated_copy(SAMPLE_DIR, footage["hue_rotated_cam_right"])
+    results = {}
+    for name, videos in footage.items():
+        out_dir = args.out / name
+        if not (args.reuse and (out_dir / "identities.json").is_file()):
+            print(f"cctrack run on {name} ...", flush=True)
+            run(videos, out_dir, load_config(None, ["export.video=false", "reid.device=cpu", "detector.device=cpu"]), show_progress=False)
+        tracklets = cache.load_tracklets(out_dir, cache.load_run_info(out_dir))
+        person = ground_truth_person(tracklets, gt_dir)
+        rows = {}
+        for descriptor, overrides in DESCRIPTORS.items():
+            relink_with(out_dir, overrides)
+            rows[descriptor] = link_quality(out_dir, gt_dir, person, tracklets)
+            rows[descriptor]["cross_camera_pair_auc"] = float(pair_auc(out_dir, tracklets, person, overrides))
+            sweep = {}
+            for probability in ORACLE_PROBABILITIES:
+                relink_with(out_dir, overrides + [f"link.min_probability={probability}"])
+                sweep[str(probability)] = float(evaluate_run(gt_dir, out_dir).multi_camera["idf1"])
+            rows[descriptor]["oracle_min_probability_sweep"] = sweep
+        relink_with(out_dir, ["link.distance_threshold=1e-9"])
+        rows["no linking"] = link_quality(out_dir, gt_dir, person, tracklets)
+        relink_with(out_dir, [])  # leave the folder as the default run makes it
+        results[name] = rows
+        print(f"\n{name}: {len(tracklets)} tracklets")
+        print(f"{'':38s}{'mcIDF1':>8s}{'left':>7s}{'right':>7s}{'kept':>9s}{'links ok/bad':>14s}{'AUC':>7s}{'oracle':>8s}")
+        for descriptor, row in rows.items():
+            links = row["cross_camera_links"]
+            auc = row.get("cross_camera_pair_auc")
+            oracle = max(row["oracle_min_probability_sweep"].values()) if "oracle_min_probability_sweep" in row else None
+            print(f"{descriptor:38s}{row['multi_camera_idf1']:8.3f}{row['per_camera_idf1']['cam_left']:7.3f}"
+                  f"{row['per_camera_idf1']['cam_right']:7.3f}{row['people_kept_across_cameras']:>9s}"
+                  f"{links['right']:>7d}/{links['wrong']:<6d}{'' if auc is None else f'{auc:7.3f}':>7s}"
+                  f"{'' if oracle is None else f'{oracle:8.3f}':>8s}")
+    record = {
+        "command": " ".join(["python -m bench.linking", *sys.argv[1:]]),
+        "machine": {"cores": len(os.sched_getaffinity(0)), "device": "cpu", "processor": platform.processor() or platform.machine()},
+        "date": time.strftime("%Y-%m-%d"),
+        "results": results,
+    }
+    path = args.out.parent / "linking.json"
+    write_json_atomic(path, record)
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()
