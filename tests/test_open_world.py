@@ -8,13 +8,17 @@ identity.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
-from cctrack.embed import embed_tracklets, load_embedder
+from cctrack.embed import IMAGENET_BASELINE, embed_tracklets, load_embedder
 from cctrack.errors import CctrackError
 from cctrack.evaluate import read_mot_txt
-from cctrack.link import LinkSettings, TrackletTable, link_tracklets
+from cctrack.link import LinkSettings, TrackletTable, center_per_camera, link_tracklets, pair_log_odds, tracklet_seconds
+from cctrack.link.layout import CameraLayout
+from reid.calibration import roc_auc
 from cctrack.sample import SAMPLE_CAMERAS, SAMPLE_FPS, default_pets_gt_path, derive_camera_ground_truth, ground_truth_tracklets
 from tests.conftest import SAMPLE_DIR
 
@@ -67,16 +71,37 @@ def test_two_windows_that_share_nobody_get_at_most_one_false_cross_camera_link(p
     assert all(link.confidence >= 0.9 for link in result.links)
 
 
-def test_cross_camera_links_on_the_whole_sample_are_mostly_right(pets_gt, embedder):
+def test_no_link_on_the_whole_sample_joins_two_people(pets_gt, embedder):
+    """Every person is one ground-truth tracklet per camera here, so any merge within a camera, and any
+    cross-camera link between two people, is wrong."""
     tracklets = tracklets_in(pets_gt, "cam_left", (0, 795)) + tracklets_in(pets_gt, "cam_right", (0, 795))
     result = link(tracklets, embedder)
-    right = wrong = 0
-    for identity in np.unique(result.identity):
-        members = [tracklets[i] for i in np.flatnonzero(result.identity == identity)]
-        for a in range(len(members)):
-            for b in range(a + 1, len(members)):
-                if members[a].camera != members[b].camera:
-                    right += members[a].person == members[b].person
-                    wrong += members[a].person != members[b].person
-    assert right >= 5
-    assert right / (right + wrong) >= 0.9
+    for link_made in result.links:
+        a, b = tracklets[link_made.tracklet_a], tracklets[link_made.tracklet_b]
+        assert a.camera != b.camera and a.person == b.person
+
+
+def pair_auc(tracklets, embedder) -> float:
+    """ROC AUC of the default link log-odds over all cross-camera pairs (same person vs not)."""
+    names = ("cam_left", "cam_right")
+    table = TrackletTable(names, (SAMPLE_FPS, SAMPLE_FPS), [names.index(t.camera) for t in tracklets],
+                          [t.first_frame for t in tracklets], [t.last_frame for t in tracklets])
+    embeddings = embed_tracklets([list(t.crops) for t in tracklets], embedder, show_progress=False).descriptors
+    descriptors = center_per_camera(embeddings, table.camera_index)
+    start, end = tracklet_seconds(table, CameraLayout.open(names))
+    a, b = np.triu_indices(len(tracklets), k=1)
+    cross = table.camera_index[a] != table.camera_index[b]
+    a, b = a[cross], b[cross]
+    similarity = np.einsum("ij,ij->i", descriptors[a], descriptors[b])
+    log_odds = pair_log_odds(table, descriptors, a, b, similarity, start, end, math.inf, LinkSettings(device="cpu"),
+                             embedder.calibration, learn_transit=True)
+    person = np.array([t.person for t in tracklets])
+    return roc_auc(log_odds, person[a] == person[b])
+
+
+def test_the_shipped_model_tells_the_sample_people_apart_better_than_the_imagenet_baseline(pets_gt, embedder):
+    tracklets = tracklets_in(pets_gt, "cam_left", (0, 795)) + tracklets_in(pets_gt, "cam_right", (0, 795))
+    shipped = pair_auc(tracklets, embedder)
+    baseline = pair_auc(tracklets, load_embedder(IMAGENET_BASELINE, device="cpu"))
+    assert shipped >= 0.95  # the issue's target (measured 0.962 here; 0.907 on the tracker's own tracklets)
+    assert shipped > baseline

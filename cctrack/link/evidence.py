@@ -13,11 +13,11 @@
   centring left a shared look, the same cosine is weaker evidence. Similarities are moved onto the
   calibration's scale by that median and spread, and only ever towards less evidence.
 - Transit: people who leave camera A reach camera B after a typical time, so the gap between a
-  confident match's tracklets is evidence. Per camera pair (and per camera, for re-entry), a log-normal
-  fitted (robustly) to the gaps of the run's confident appearance matches is compared with one fitted
-  to the gaps of random pairs of the same two cameras. With few confident matches it says little; when
-  the matches' gaps are not concentrated (unrelated cameras, whose confident "matches" fall at random
-  gaps) it says nothing (log LR 0).
+  look-alike pair's tracklets is evidence. Per camera pair (and per camera, for re-entry), the gaps of
+  the run's look-alike pairs are a mixture of true matches clustered around the transit time and
+  strangers at random gaps (the gaps of random pairs of the same cameras); EM finds the cluster
+  (log-normal), and a pattern counts only if it is tight and far more likely than chance. Unrelated
+  cameras, whose look-alikes fall at random gaps, get no pattern and no transit evidence (log LR 0).
 """
 
 from __future__ import annotations
@@ -37,6 +37,10 @@ TRANSIT_PSEUDO_MATCHES = 3.0
 TRANSIT_MAX_LOG_LR = 3.0  # a transit time alone never outweighs clear appearance evidence
 RANDOM_PAIRS_PER_CAMERA_PAIR = 4000
 PATTERN_MAX_SPREAD = 0.5  # matches' gaps must spread at most half as far as random pairs' to count
+PATTERN_MIN_MATCHES = 3.0  # a transit pattern is seen in at least this many look-alike pairs
+# Twice the log-likelihood gain of the pattern over chance; about a 1-in-1000 chance level for the
+# 3 fitted numbers (share, centre, spread) of a chi-square test.
+PATTERN_MIN_EVIDENCE = 16.3
 MIN_SPREAD = 0.2  # in log-gap units (see _log_gap): transit times are never known better than about 20 %
 
 
@@ -73,7 +77,11 @@ def prior_log_odds(table: TrackletTable, pair_a: np.ndarray, pair_b: np.ndarray,
 
 
 NULL_PAIRS_PER_CAMERA_PAIR = 4000
-NULL_PSEUDO_PAIRS = 30  # a camera pair with n pairs trusts its own null n / (n + 30), the calibration's the rest
+# A camera pair needs this many tracklet pairs to estimate its own null. Its estimate is used as it is,
+# not shrunk towards the calibration's: the correction only ever lowers evidence, so a noisy estimate
+# can cost a link but never make a false one, and shrinking would only let look-alike strangers of a
+# small run through.
+MIN_NULL_PAIRS = 10
 
 
 def _camera_pair_samples(table: TrackletTable, key: tuple[int, int], start: np.ndarray, end: np.ndarray,
@@ -92,22 +100,18 @@ def _camera_pair_samples(table: TrackletTable, key: tuple[int, int], start: np.n
 
 
 def appearance_null(table: TrackletTable, embeddings: np.ndarray, start: np.ndarray, end: np.ndarray,
-                    calibration: LinkCalibration, seed: int = 0) -> dict[tuple[int, int], tuple[float, float]]:
-    """Per unordered camera pair: (median, spread) of its different-person similarities, estimated from
-    all (or random) pairs and shrunk towards the calibration's by NULL_PSEUDO_PAIRS."""
+                    seed: int = 0) -> dict[tuple[int, int], tuple[float, float]]:
+    """Per unordered camera pair with at least MIN_NULL_PAIRS pairs: (median, spread) of its
+    different-person similarities, estimated from all (or random) pairs."""
     rng = np.random.default_rng(seed)
     cameras = len(table.camera_names)
     null = {}
     for i in range(cameras):
         for j in range(i, cameras):
             first, second = _camera_pair_samples(table, (i, j), start, end, rng, NULL_PAIRS_PER_CAMERA_PAIR)
-            if len(first) == 0:
+            if len(first) < MIN_NULL_PAIRS:
                 continue
-            similarity = np.einsum("ij,ij->i", embeddings[first], embeddings[second])
-            centre, spread = robust_centre_spread(similarity)
-            weight = len(first) / (len(first) + NULL_PSEUDO_PAIRS)
-            null[(i, j)] = (weight * centre + (1 - weight) * calibration.negative_centre,
-                            weight * spread + (1 - weight) * calibration.negative_spread)
+            null[(i, j)] = robust_centre_spread(np.einsum("ij,ij->i", embeddings[first], embeddings[second]))
     return null
 
 
@@ -149,6 +153,35 @@ def _normal_density(at: np.ndarray, centre: float, spread: float) -> np.ndarray:
     return np.exp(-0.5 * z**2) / (spread * math.sqrt(2 * math.pi))
 
 
+def fit_transit_pattern(matches: np.ndarray, random_centre: float, random_spread: float,
+                        iterations: int = 100) -> tuple[float, float, float] | None:
+    """(share, centre, spread) of a transit pattern among the log-gaps of look-alike pairs, or None.
+
+    The look-alike pairs are a mixture: true matches, whose gaps cluster around the transit time, and
+    strangers, whose gaps follow the random pairs' normal (random_centre, random_spread). EM fits the
+    cluster's share, centre and spread. It counts as a pattern only if it is tight (spread at most
+    PATTERN_MAX_SPREAD of the random pairs'), holds at least PATTERN_MIN_MATCHES matches, and explains
+    the gaps much better than chance (likelihood-ratio statistic above PATTERN_MIN_EVIDENCE)."""
+    if len(matches) < PATTERN_MIN_MATCHES:
+        return None
+    background = _normal_density(matches, random_centre, random_spread)
+    share, (centre, spread) = 0.5, _robust_normal(matches)
+    for _ in range(iterations):
+        cluster = share * _normal_density(matches, centre, spread)
+        responsibility = cluster / np.maximum(cluster + (1 - share) * background, 1e-300)
+        total = responsibility.sum()
+        if total < 1e-9:
+            return None
+        share = total / len(matches)
+        centre = float((responsibility * matches).sum() / total)
+        spread = max(float(np.sqrt((responsibility * (matches - centre) ** 2).sum() / total)), MIN_SPREAD)
+    mixture = share * _normal_density(matches, centre, spread) + (1 - share) * background
+    evidence = 2 * float(np.sum(np.log(np.maximum(mixture, 1e-300)) - np.log(np.maximum(background, 1e-300))))
+    if spread > PATTERN_MAX_SPREAD * random_spread or share * len(matches) < PATTERN_MIN_MATCHES or evidence < PATTERN_MIN_EVIDENCE:
+        return None
+    return share, centre, spread
+
+
 @dataclass(frozen=True)
 class TransitModel:
     """Per unordered camera pair (i <= j): log-gaps of confident matches and of random pairs."""
@@ -167,19 +200,16 @@ class TransitModel:
             random = self.random_gaps.get(key)
             if not rows.any() or random is None or len(random) < 2:
                 continue
-            # One robust normal per side, in log-gap space (log-normal transit times): a few matches
-            # estimate a centre and a spread well, where a kernel density would read one stray match as
-            # a pattern. A pattern is a concentration: matches no tighter than random pairs are none.
-            match_centre, match_spread = _robust_normal(matches)
             random_centre, random_spread = _robust_normal(random)
-            if match_spread > PATTERN_MAX_SPREAD * random_spread:
+            pattern = fit_transit_pattern(matches, random_centre, random_spread)
+            if pattern is None:
                 continue
-            random_density = _normal_density(log_gaps[rows], random_centre, random_spread)
-            match_density = _normal_density(log_gaps[rows], match_centre, match_spread)
-            weight = len(matches) / (len(matches) + TRANSIT_PSEUDO_MATCHES)
-            mixed = weight * match_density + (1 - weight) * random_density
-            ratio = np.log(np.maximum(mixed, 1e-300)) - np.log(np.maximum(random_density, 1e-300))
-            result[rows] = np.clip(ratio, -TRANSIT_MAX_LOG_LR, TRANSIT_MAX_LOG_LR)
+            share, centre, spread = pattern
+            # Shrunk by the pseudo-count: a pattern of few matches speaks softly.
+            share *= share * len(matches) / (share * len(matches) + TRANSIT_PSEUDO_MATCHES)
+            ratio = _normal_density(log_gaps[rows], centre, spread) / np.maximum(
+                _normal_density(log_gaps[rows], random_centre, random_spread), 1e-300)
+            result[rows] = np.clip(np.log(share * ratio + 1 - share), -TRANSIT_MAX_LOG_LR, TRANSIT_MAX_LOG_LR)
         return result
 
 
