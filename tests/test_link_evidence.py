@@ -168,7 +168,7 @@ def look_alike_scene(seed: int, shared_look: float):
         rows += [(0, 300 * who, 300 * who + 80), (1, 300 * who + 120, 300 * who + 200)]
         person += [who, who]
     person = np.array(person)
-    noise = rng.normal(scale=0.4 / 8, size=(len(person), 64))
+    noise = rng.normal(scale=0.3 / 8, size=(len(person), 64))
     return make_table(["a", "b"], rows), unit(people[person] + noise + shared_look * shared), person
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 import cv2
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from reid.datasets.base import Sample
@@ -16,11 +16,12 @@ from reid.transforms import ImageTransform
 
 
 def read_rgb(path) -> Image.Image:
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except (OSError, UnidentifiedImageError) as error:
-        raise ReidError(f"cannot read image {path}: {error}") from error
+    """The image as PIL RGB. Decoded by OpenCV, as the training images and the app's crops are, and
+    because importing ultralytics (the pose model) patches PIL's Image.open."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ReidError(f"cannot read image {path}: not an image file or unreadable")
+    return Image.fromarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
 
 
 class ImageDataset(Dataset):

@@ -114,7 +114,7 @@ def test_from_checkpoint_embeds_with_the_saved_model(tiny_checkpoint, real_crops
     embedder = Embedder.from_checkpoint(tiny_checkpoint, device="cpu", batch_size=5)
     assert embedder.dim == 1280 and embedder.input_size == (128, 64)
     assert embedder.weights_path == tiny_checkpoint.resolve()
-    assert embedder.description == "CSSC-mobilenetv2 checkpoint tiny.pt"
+    assert embedder.description == "CSSC-mobilenetv2 checkpoint tiny.pt (bnneck feature)"
     embeddings = embedder.embed(real_crops)
     assert np.allclose(embeddings, reference_embeddings(embedder.network, real_crops, 128, 64), atol=1e-5)
 
