@@ -100,6 +100,19 @@ def test_link_relinks_from_the_cache_without_the_videos(finished_run, tmp_path):
     assert document["summary"]["multi_camera_identities"] == 0
 
 
+def test_link_with_the_imagenet_baseline_re_embeds_and_says_so(finished_run, tmp_path):
+    out = tmp_path / "baseline"
+    shutil.copytree(finished_run, out)
+    default = json.loads((finished_run / "identities.json").read_text())
+    assert "cssc_cuhk03_mobilenetv2.pt" in default["run"]["models"]["reid"]["description"]
+    result = invoke("link", out, "--no-video", "--reid-checkpoint", "imagenet", "--quiet")
+    assert result.exit_code == 0, result.output
+    document = json.loads((out / "identities.json").read_text())
+    assert "ImageNet backbone" in document["run"]["models"]["reid"]["description"]
+    assert document["run"]["models"]["reid"]["sha256"] != default["run"]["models"]["reid"]["sha256"]
+    assert all(0.9 <= link["confidence"] <= 1 for link in document["links"])  # probabilities at min_probability
+
+
 def test_crops_export_as_a_reid_folder_dataset(finished_run, tmp_path):
     from reid.datasets import load_folder
 

@@ -185,3 +185,19 @@ def test_strangers_who_all_look_alike_weaken_the_evidence():
     assert all(len(set(separate.identity[person == who])) == 1 for who in range(12))
     assert len(crowded.links) < len(separate.links) / 2
     assert all(link.confidence >= 0.9 for link in crowded.links)
+
+
+def test_a_transit_pattern_is_found_among_look_alike_strangers():
+    """Half of the look-alike pairs are strangers at random gaps: EM still finds the 30 s transit, and a
+    random half alone (no true matches) gives no pattern."""
+    table, person, rng = walking_scene(4, people=40)
+    start, end = tracklet_seconds(table, CameraLayout.open(table.camera_names))
+    cam_a, cam_b = np.flatnonzero(table.camera_index == 0), np.flatnonzero(table.camera_index == 1)
+    true_pairs = [(i, j) for i in cam_a for j in cam_b if person[i] == person[j]][:20]
+    strangers = [(int(rng.choice(cam_a)), int(rng.choice(cam_b))) for _ in range(20)]
+    strangers = [(i, j) for i, j in strangers if person[i] != person[j]]
+    for pairs, expect_pattern in ((true_pairs + strangers, True), (strangers, False)):
+        pair_a, pair_b = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+        model = evidence.fit_transit_model(table, start, end, pair_a, pair_b, np.ones(len(pairs), bool), math.inf)
+        ratio = model.log_likelihood_ratio(table, np.array([0]), np.array([1]), np.array([30.0]))
+        assert (ratio[0] > 1.0) == expect_pattern
