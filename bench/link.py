@@ -184,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dim", type=int, default=1280)
     parser.add_argument("--out", type=Path, default=RESULTS_PATH)
     arguments = parser.parse_args(argv)
-    settings = LinkSettings(center_per_camera=False)  # synthetic embeddings carry no camera bias
+    # Synthetic embeddings carry no camera bias, and no calibration: both linkers cut at one cosine distance.
+    settings = LinkSettings(center_per_camera=False, distance_threshold=0.5)
     print(HEADER)
     print("-" * len(HEADER))
     rows = [row for count in arguments.sizes for row in bench_size(count, arguments.dim, arguments.dense_up_to, settings)]
