@@ -15,7 +15,6 @@ The drop in rank-1 says how much a descriptor leans on clothing colour.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys

@@ -18,7 +18,6 @@ Each is warmed up, then timed over --steps steps, --repeats times; the median an
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics

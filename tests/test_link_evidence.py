@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cctrack.errors import CctrackError
-from cctrack.link import LinkCalibration, LinkSettings, TrackletTable, link_tracklets
+from cctrack.link import LinkCalibration, LinkSettings, link_tracklets
 from cctrack.link import evidence
 from cctrack.link.candidates import tracklet_seconds
 from cctrack.link.layout import CameraLayout

@@ -9,7 +9,6 @@ held-back CUHK03 train identities the shipped model never trained on:
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from cctrack.files import write_json_atomic
