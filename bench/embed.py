@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPOSITORY))
 
 from reid.backbones import PooledBackbone, build_backbone  # noqa: E402
 from reid.embedder import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, Embedder, resolve_device  # noqa: E402
-from reid.checkpoint import BNNeckFeature, bnneck_state, load_checkpoint, model_from_checkpoint  # noqa: E402
+from reid.checkpoint import BNNeckFeature, bnneck_state, load_checkpoint, model_from_payload  # noqa: E402
 from reid.model import build_model  # noqa: E402
 from reid.pretrained import default_weights_path  # noqa: E402
 
@@ -128,8 +128,9 @@ def networks() -> list[tuple[str, torch.nn.Module, tuple[int, int]]]:
     mobilenet = build_model("mobilenetv2", num_ids=0, pretrained="none")
     imagenet_mobilenet = PooledBackbone(build_backbone("mobilenetv2", pretrained="imagenet"), pooling="avg")
     shipped_path = default_weights_path()
-    shipped_model, shipped_arch = model_from_checkpoint(shipped_path)
-    shipped = BNNeckFeature(shipped_model, **bnneck_state(load_checkpoint(shipped_path), shipped_path))
+    shipped_payload = load_checkpoint(shipped_path)
+    shipped_model, shipped_arch = model_from_payload(shipped_payload, shipped_path)
+    shipped = BNNeckFeature(shipped_model, **bnneck_state(shipped_payload, shipped_path))
     return [
         ("shipped CSSC-MobileNetV2 128x64 (default)", shipped, tuple(shipped_arch["input_size"])),
         ("CSSC-R50 256x128", resnet, (256, 128)),

@@ -159,7 +159,13 @@ def model_from_checkpoint(
     for_training=False gives the inference-only model (training heads dropped) in eval mode; True keeps the
     identity heads (needs a training checkpoint, or a weights file of a num_ids=0 model) in train mode.
     """
-    payload = load_checkpoint(path, map_location)
+    return model_from_payload(load_checkpoint(path, map_location), path, map_location, for_training)
+
+
+def model_from_payload(
+    payload: dict, path: str | os.PathLike, map_location: str | torch.device = "cpu", for_training: bool = False
+) -> tuple[CSSC, dict]:
+    """model_from_checkpoint for a payload already read by load_checkpoint (`path` names it in errors)."""
     arch = payload["arch"]
     state_dict = payload["state_dict"] if payload["format"] == WEIGHTS_FORMAT else payload["model"]
     if for_training and payload["format"] == WEIGHTS_FORMAT and arch["num_ids"] > 0:

@@ -24,7 +24,7 @@ from torch import nn
 
 from reid.backbones import PooledBackbone, build_backbone, mobilenetv2_offline_weights_path
 from reid.calibration import LinkCalibration
-from reid.checkpoint import BNNeckFeature, bnneck_state, load_checkpoint, model_from_checkpoint
+from reid.checkpoint import BNNeckFeature, bnneck_state, load_checkpoint, model_from_payload
 from reid.constants import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB
 from reid.device import resolve_device, resolve_dtype
 from reid.errors import ReidError
@@ -85,8 +85,8 @@ class Embedder:
         has the BNNeck statistics, else cssc)."""
         if feature not in ("auto", "bnneck", "cssc"):
             raise ReidError(f"feature must be 'auto', 'bnneck' or 'cssc', got {feature!r}")
-        model, arch = model_from_checkpoint(path, map_location="cpu")
         payload = load_checkpoint(path)
+        model, arch = model_from_payload(payload, path)
         bnneck = bnneck_state(payload, path)
         if feature == "bnneck" and bnneck is None:
             raise ReidError(f"checkpoint {path} has no BNNeck statistics; use feature='cssc'")

@@ -31,11 +31,13 @@ from reid.calibration import LinkCalibration, robust_centre_spread
 
 from cctrack.link.table import TrackletTable
 
-# Pseudo-count of random-pair density mixed into a camera pair's match-gap density: with n confident
-# matches the transit evidence reaches about n / (n + 3) of its full strength.
+# Pseudo-count against a pattern of few matches: a pattern holding n matches speaks with about
+# n / (n + 3) of its full strength.
 TRANSIT_PSEUDO_MATCHES = 3.0
 TRANSIT_MAX_LOG_LR = 3.0  # a transit time alone never outweighs clear appearance evidence
-RANDOM_PAIRS_PER_CAMERA_PAIR = 4000
+# Tracklet pairs per camera pair (all of them when there are fewer) from which the run's stranger
+# similarities and random gaps are estimated.
+PAIRS_PER_CAMERA_PAIR = 4000
 PATTERN_MAX_SPREAD = 0.5  # matches' gaps must spread at most half as far as random pairs' to count
 PATTERN_MIN_MATCHES = 3.0  # a transit pattern is seen in at least this many look-alike pairs
 # Twice the log-likelihood gain of the pattern over chance; about a 1-in-1000 chance level for the
@@ -76,7 +78,6 @@ def prior_log_odds(table: TrackletTable, pair_a: np.ndarray, pair_b: np.ndarray,
     return np.log(prior / (1 - prior))
 
 
-NULL_PAIRS_PER_CAMERA_PAIR = 4000
 # A camera pair needs this many tracklet pairs to estimate its own null. Its estimate is used as it is,
 # not shrunk towards the calibration's: the correction only ever lowers evidence, so a noisy estimate
 # can cost a link but never make a false one, and shrinking would only let look-alike strangers of a
@@ -108,7 +109,7 @@ def appearance_null(table: TrackletTable, embeddings: np.ndarray, start: np.ndar
     null = {}
     for i in range(cameras):
         for j in range(i, cameras):
-            first, second = _camera_pair_samples(table, (i, j), start, end, rng, NULL_PAIRS_PER_CAMERA_PAIR)
+            first, second = _camera_pair_samples(table, (i, j), start, end, rng, PAIRS_PER_CAMERA_PAIR)
             if len(first) < MIN_NULL_PAIRS:
                 continue
             null[(i, j)] = robust_centre_spread(np.einsum("ij,ij->i", embeddings[first], embeddings[second]))
@@ -144,8 +145,8 @@ def _log_gap(gaps: np.ndarray) -> np.ndarray:
 
 def _robust_normal(samples: np.ndarray) -> tuple[float, float]:
     """(median, spread from the median absolute deviation, >= MIN_SPREAD): one stray match moves neither."""
-    centre = float(np.median(samples))
-    return centre, max(1.4826 * float(np.median(np.abs(samples - centre))), MIN_SPREAD)
+    centre, spread = robust_centre_spread(samples)
+    return centre, max(spread, MIN_SPREAD)
 
 
 def _normal_density(at: np.ndarray, centre: float, spread: float) -> np.ndarray:
@@ -183,57 +184,62 @@ def fit_transit_pattern(matches: np.ndarray, random_centre: float, random_spread
 
 
 @dataclass(frozen=True)
-class TransitModel:
-    """Per unordered camera pair (i <= j): log-gaps of confident matches and of random pairs."""
+class TransitPattern:
+    """A camera pair's transit times, in log-gap space (see _log_gap): the share of look-alike pairs
+    that are true matches (shrunk by TRANSIT_PSEUDO_MATCHES), their normal, and the random pairs' normal."""
 
-    match_gaps: dict[tuple[int, int], np.ndarray]
-    random_gaps: dict[tuple[int, int], np.ndarray]
+    share: float
+    centre: float
+    spread: float
+    random_centre: float
+    random_spread: float
+
+
+@dataclass(frozen=True)
+class TransitModel:
+    """Per unordered camera pair (i <= j) that shows a transit pattern: that pattern."""
+
+    patterns: dict[tuple[int, int], TransitPattern]
 
     def log_likelihood_ratio(self, table: TrackletTable, pair_a: np.ndarray, pair_b: np.ndarray, gaps: np.ndarray) -> np.ndarray:
-        """(P,) transit log LR of each pair, 0 where its camera pair has no confident matches."""
+        """(P,) transit log LR of each pair, 0 where its camera pair shows no pattern."""
         result = np.zeros(len(pair_a))
         camera_a, camera_b = table.camera_index[pair_a], table.camera_index[pair_b]
         low, high = np.minimum(camera_a, camera_b), np.maximum(camera_a, camera_b)
         log_gaps = _log_gap(gaps)
-        for key, matches in self.match_gaps.items():
-            rows = (low == key[0]) & (high == key[1])
-            random = self.random_gaps.get(key)
-            if not rows.any() or random is None or len(random) < 2:
-                continue
-            random_centre, random_spread = _robust_normal(random)
-            pattern = fit_transit_pattern(matches, random_centre, random_spread)
-            if pattern is None:
-                continue
-            share, centre, spread = pattern
-            # Shrunk by the pseudo-count: a pattern of few matches speaks softly.
-            share *= share * len(matches) / (share * len(matches) + TRANSIT_PSEUDO_MATCHES)
-            ratio = _normal_density(log_gaps[rows], centre, spread) / np.maximum(
-                _normal_density(log_gaps[rows], random_centre, random_spread), 1e-300)
-            result[rows] = np.clip(np.log(share * ratio + 1 - share), -TRANSIT_MAX_LOG_LR, TRANSIT_MAX_LOG_LR)
+        for (i, j), pattern in self.patterns.items():
+            rows = (low == i) & (high == j)
+            ratio = _normal_density(log_gaps[rows], pattern.centre, pattern.spread) / np.maximum(
+                _normal_density(log_gaps[rows], pattern.random_centre, pattern.random_spread), 1e-300)
+            result[rows] = np.clip(np.log(pattern.share * ratio + 1 - pattern.share), -TRANSIT_MAX_LOG_LR, TRANSIT_MAX_LOG_LR)
         return result
 
 
 def fit_transit_model(table: TrackletTable, start: np.ndarray, end: np.ndarray, pair_a: np.ndarray,
                       pair_b: np.ndarray, confident: np.ndarray, window: float, seed: int = 0) -> TransitModel:
-    """Gaps of the confident pairs per camera pair, against the gaps of random pairs of the same cameras
-    that lie within the time window (fixed seed: the same run gives the same model)."""
+    """The transit pattern of every camera pair whose confident pairs' gaps cluster, against the gaps
+    of random pairs of the same cameras within the time window (fixed seed: the same run gives the same
+    model)."""
     rng = np.random.default_rng(seed)
     camera_a, camera_b = table.camera_index[pair_a], table.camera_index[pair_b]
     low, high = np.minimum(camera_a, camera_b), np.maximum(camera_a, camera_b)
     gaps = _log_gap(signed_gaps(pair_a, pair_b, start, end))
-    match_gaps, random_gaps = {}, {}
+    patterns = {}
     for key in sorted({(int(i), int(j)) for i, j in zip(low[confident], high[confident])}):
-        match_gaps[key] = gaps[confident & (low == key[0]) & (high == key[1])]
-        rows_i = np.flatnonzero(table.camera_index == key[0])
-        rows_j = np.flatnonzero(table.camera_index == key[1])
-        first = rng.choice(rows_i, RANDOM_PAIRS_PER_CAMERA_PAIR)
-        second = rng.choice(rows_j, RANDOM_PAIRS_PER_CAMERA_PAIR)
-        distinct = first != second
-        if key[0] == key[1]:  # re-entry: two different, non-overlapping tracklets of one camera
-            distinct &= (end[first] <= start[second]) | (end[second] <= start[first])
-        random = signed_gaps(first[distinct], second[distinct], start, end)
-        random_gaps[key] = _log_gap(random[random <= window])
-    return TransitModel(match_gaps, random_gaps)
+        matches = gaps[confident & (low == key[0]) & (high == key[1])]
+        first, second = _camera_pair_samples(table, key, start, end, rng, PAIRS_PER_CAMERA_PAIR)
+        random = signed_gaps(first, second, start, end)
+        random = _log_gap(random[random <= window])
+        if len(random) < 2:
+            continue
+        random_centre, random_spread = _robust_normal(random)
+        found = fit_transit_pattern(matches, random_centre, random_spread)
+        if found is None:
+            continue
+        share, centre, spread = found
+        share *= share * len(matches) / (share * len(matches) + TRANSIT_PSEUDO_MATCHES)
+        patterns[key] = TransitPattern(share, centre, spread, random_centre, random_spread)
+    return TransitModel(patterns)
 
 
 def mutual_best(pair_a: np.ndarray, pair_b: np.ndarray, score: np.ndarray, table: TrackletTable) -> np.ndarray:
