@@ -166,22 +166,31 @@ def main() -> None:
         relink_with(out_dir, [])  # leave the folder as the default run makes it
         results[name] = rows
         print(f"\n{name}: {len(tracklets)} tracklets")
-        print(f"{'':38s}{'mcIDF1':>8s}{'left':>7s}{'right':>7s}{'kept':>9s}{'links ok/bad':>14s}{'AUC':>7s}{'oracle':>8s}")
-        for descriptor, row in rows.items():
-            links = row["cross_camera_links"]
-            auc = row.get("cross_camera_pair_auc")
-            oracle = max(row["oracle_min_probability_sweep"].values()) if "oracle_min_probability_sweep" in row else None
-            print(f"{descriptor:38s}{row['multi_camera_idf1']:8.3f}{row['per_camera_idf1']['cam_left']:7.3f}"
-                  f"{row['per_camera_idf1']['cam_right']:7.3f}{row['people_kept_across_cameras']:>9s}"
-                  f"{links['right']:>7d}/{links['wrong']:<6d}{'' if auc is None else f'{auc:7.3f}':>7s}"
-                  f"{'' if oracle is None else f'{oracle:8.3f}':>8s}")
+        print_rows(rows)
+    write_record(args.out.parent / "linking.json", "bench.linking", {"results": results})
+
+
+def print_rows(rows: dict[str, dict]) -> None:
+    """One line of identity figures per row (link_quality's dict, with AUC and the oracle sweep when present)."""
+    print(f"{'':38s}{'mcIDF1':>8s}{'left':>7s}{'right':>7s}{'kept':>9s}{'links ok/bad':>14s}{'AUC':>7s}{'oracle':>8s}")
+    for label, row in rows.items():
+        links = row["cross_camera_links"]
+        auc = row.get("cross_camera_pair_auc")
+        oracle = max(row["oracle_min_probability_sweep"].values()) if "oracle_min_probability_sweep" in row else None
+        print(f"{label:38s}{row['multi_camera_idf1']:8.3f}{row['per_camera_idf1']['cam_left']:7.3f}"
+              f"{row['per_camera_idf1']['cam_right']:7.3f}{row['people_kept_across_cameras']:>9s}"
+              f"{links['right']:>7d}/{links['wrong']:<6d}{'' if auc is None else f'{auc:7.3f}':>7s}"
+              f"{'' if oracle is None else f'{oracle:8.3f}':>8s}")
+
+
+def write_record(path: Path, module: str, content: dict) -> None:
+    """The bench's JSON: its exact command, the machine and the date, then `content`."""
     record = {
-        "command": " ".join(["python -m bench.linking", *sys.argv[1:]]),
+        "command": " ".join([f"python -m {module}", *sys.argv[1:]]),
         "machine": {"cores": len(os.sched_getaffinity(0)), "device": "cpu", "processor": platform.processor() or platform.machine()},
         "date": time.strftime("%Y-%m-%d"),
-        "results": results,
+        **content,
     }
-    path = args.out.parent / "linking.json"
     write_json_atomic(path, record)
     print(f"\nwrote {path}")
 

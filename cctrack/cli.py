@@ -95,6 +95,29 @@ def link_command(
     typer.echo(summary.text())
 
 
+@app.command("adapt")
+@_user_errors
+def adapt_command(
+    out_dir: Path = typer.Argument(..., help="Output folder of an earlier `cctrack run`"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+    settings: list[str] = typer.Option([], "--set", help=SET_HELP),
+    reid_checkpoint: Optional[str] = typer.Option(None, "--reid-checkpoint", help="The CSSC model to adapt (default: the shipped one)"),
+    steps: int = typer.Option(200, "--steps", min=1, help="Fine-tuning steps (64 crops each)"),
+    link_probability: float = typer.Option(0.95, "--link-probability", min=0.5, max=1.0, help="Links at least this likely count as one person in training"),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda:0, ..."),
+    video: Optional[bool] = typer.Option(None, "--video/--no-video", help="Write annotated videos"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars"),
+) -> None:
+    """Fine-tune the re-id model on OUT_DIR's own tracklets (no labels), write OUT_DIR/adapted.pt, re-link."""
+    from cctrack.adapt import adapt
+    from cctrack.config import load_config
+    from reid.adapt import AdaptSettings
+
+    overrides = _overrides(settings, reid__checkpoint=reid_checkpoint, reid__device=device, export__video=video)
+    summary = adapt(out_dir, load_config(config, overrides), AdaptSettings(steps=steps), link_probability, show_progress=not quiet)
+    typer.echo(summary.text())
+
+
 @app.command("eval")
 @_user_errors
 def eval_command(

@@ -116,7 +116,7 @@ def relink(out_dir: Path, config: RunConfig, show_progress: bool = True) -> RunS
     out_dir = Path(out_dir)
     run_info = cache.load_run_info(out_dir)
     tracklets = cache.load_tracklets(out_dir, run_info)
-    cameras = [_camera_from_info(info) for info in run_info["cameras"]]
+    cameras = cameras_of_run(run_info)
     outputs = [out_dir / "tracks" / f"{camera.name}.txt" for camera in cameras]
     if config.layout is not None:
         CameraLayout.from_dict(config.layout, [camera.name for camera in cameras])
@@ -168,13 +168,7 @@ def _embed_link_export(
         },
         "config": config.to_dict() | {"video": run_info["config"]["video"], "detector": run_info["config"]["detector"], "tracker": run_info["config"]["tracker"]},
     }
-    table = TrackletTable(
-        camera_names=tuple(camera_names),
-        camera_fps=tuple(camera.fps for camera in cameras),
-        camera_index=[camera_names.index(t.camera) for t in tracklets],
-        first_frame=[t.first_frame for t in tracklets],
-        last_frame=[t.last_frame for t in tracklets],
-    )
+    table = tracklet_table(cameras, tracklets)
     result: LinkResult = link_tracklets(table, embeddings.descriptors, config.link, layout, embedder.calibration)
     identity = [int(i) for i in result.identity]
     document = identities_document(run_info, tracklets, result, asdict(config.link))
@@ -194,6 +188,22 @@ def _embed_link_export(
     )
     write_text_atomic(out_dir / "summary.txt", summary.text() + "\n")
     return summary
+
+
+def tracklet_table(cameras: list[Camera], tracklets: list[Tracklet]) -> TrackletTable:
+    """Where and when each tracklet was seen, as the linker reads it."""
+    camera_names = [camera.name for camera in cameras]
+    return TrackletTable(
+        camera_names=tuple(camera_names),
+        camera_fps=tuple(camera.fps for camera in cameras),
+        camera_index=[camera_names.index(t.camera) for t in tracklets],
+        first_frame=[t.first_frame for t in tracklets],
+        last_frame=[t.last_frame for t in tracklets],
+    )
+
+
+def cameras_of_run(run_info: dict) -> list[Camera]:
+    return [_camera_from_info(info) for info in run_info["cameras"]]
 
 
 def _write_videos(

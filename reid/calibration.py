@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -256,6 +256,32 @@ def robust_centre_spread(values: np.ndarray) -> tuple[float, float]:
     values = np.asarray(values, np.float64)
     centre = float(np.median(values))
     return centre, float(1.4826 * np.median(np.abs(values - centre)))
+
+
+def transported(calibration: LinkCalibration, before: tuple[float, float], after: tuple[float, float]) -> LinkCalibration:
+    """The calibration carried over to a changed model (e.g. fine-tuned by reid.adapt) without labels.
+
+    before, after: (median, spread) of the same stranger pairs' similarities under the calibrated model and
+    under the changed one. A similarity lying z spreads above the strangers' median gets the evidence it
+    had at z spreads before: strangers stay where they were, and a model that lifts the same person
+    further above them earns more evidence, up to the curve's end."""
+    (centre_before, spread_before), (centre_after, spread_after) = before, after
+    if not (spread_before > 0 and spread_after > 0):
+        raise ReidError(f"cannot carry a calibration over a zero spread of strangers ({spread_before}, {spread_after})")
+    scale = spread_after / spread_before
+
+    def move(similarity: float) -> float:
+        return centre_after + (similarity - centre_before) * scale
+
+    slope = calibration.slope / scale
+    return replace(
+        calibration,
+        slope=slope,
+        intercept=calibration.intercept + calibration.slope * centre_before - slope * centre_after,
+        negative_centre=move(calibration.negative_centre),
+        negative_spread=calibration.negative_spread * scale,
+        curve_similarity=tuple(move(x) for x in calibration.curve_similarity),
+    )
 
 
 def calibrate_weights_file(path, samples: Sequence[Sample], device: str | torch.device = "auto") -> LinkCalibration:

@@ -247,6 +247,11 @@ def _plain(value: Any, where: str) -> Any:
     raise ReidError(f"cannot store {where} in a checkpoint: {type(value).__name__} is not a plain value")
 
 
+def save_payload(payload: dict, path: str | os.PathLike) -> Path:
+    """Write a weights file or checkpoint dict (e.g. one read by load_checkpoint, then changed) atomically."""
+    return _save_atomically(payload, Path(path))
+
+
 def _save_atomically(payload: dict, path: Path) -> Path:
     with atomic_path(path) as temporary:
         torch.save(_plain(payload, "checkpoint"), temporary)

@@ -113,6 +113,43 @@ def test_link_with_the_imagenet_baseline_re_embeds_and_says_so(finished_run, tmp
     assert all(0.9 <= link["confidence"] <= 1 for link in document["links"])  # probabilities at min_probability
 
 
+def test_adapt_fine_tunes_on_the_run_and_relinks_with_the_adapted_model(finished_run, tmp_path):
+    from reid.checkpoint import load_checkpoint
+    from reid.pretrained import DEFAULT_WEIGHTS_SHA256, sha256_of_file
+
+    out = tmp_path / "adapt"
+    shutil.copytree(finished_run, out)
+    result = invoke("adapt", out, "--steps", "2", "--no-video", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "adapted CSSC-mobilenetv2" in result.stdout and "identities:" in result.stdout
+    weights = out / "adapted.pt"
+    payload = load_checkpoint(weights)
+    assert payload["extra"]["adapted_from"]["sha256"] == DEFAULT_WEIGHTS_SHA256
+    assert payload["extra"]["calibration"]["curve_log_lr"]  # a calibration of its own, carried over
+    document = json.loads((out / "identities.json").read_text())
+    validate_identities(document)
+    reid = document["run"]["models"]["reid"]
+    assert reid["path"] == str(weights.resolve()) and reid["sha256"] == sha256_of_file(weights)
+    # The cached embeddings are the adapted model's, so a re-link with it does not re-embed.
+    cached = out / "cache" / "embeddings.npz"
+    written = cached.stat().st_mtime_ns
+    relinked = invoke("link", out, "--no-video", "--reid-checkpoint", weights, "--quiet")
+    assert relinked.exit_code == 0 and cached.stat().st_mtime_ns == written
+
+
+def test_adapt_refuses_baselines_and_folders_without_a_run(finished_run, tmp_path):
+    out = tmp_path / "adapt"
+    shutil.copytree(finished_run, out)
+    before = {p: p.stat().st_mtime_ns for p in files_under(out)}
+    for args, message in (((out, "--reid-checkpoint", "imagenet"), "cannot be adapted"),
+                          ((tmp_path / "empty",), "no cache in")):
+        result = invoke("adapt", *args, "--steps", "1", "--quiet")
+        assert result.exit_code == 2, result.output
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], result.stderr
+    assert {p: p.stat().st_mtime_ns for p in files_under(out)} == before
+
+
 def test_crops_export_as_a_reid_folder_dataset(finished_run, tmp_path):
     from reid.datasets import load_folder
 

@@ -1,0 +1,159 @@
+"""`cctrack adapt`: fine-tune the re-id model on a run's own tracklets, without labels, then re-link.
+
+What the run knows without ground truth (reid.adapt explains the training):
+
+- the crops of one tracklet are one person;
+- two tracklets of one camera that overlap in time are two people;
+- tracklets the linker joined with at least `link_probability` are one person.
+
+The adapted model gets its link calibration without labels too (reid.calibration.transported): the
+run's stranger pairs (different cameras, or one camera at different times; nearly all are two people)
+are measured under both models, and each similarity keeps the evidence it had at the same distance above
+the strangers. Writes OUT_DIR/adapted.pt and re-links the run with it; identities.json names that model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from cctrack import cache
+from cctrack.config import RunConfig
+from cctrack.embed import IMAGENET_BASELINE, embed_tracklets, load_embedder
+from cctrack.errors import CctrackError
+from cctrack.link import TrackletTable, center_per_camera, link_tracklets, tracklet_seconds
+from cctrack.link.evidence import PAIRS_PER_CAMERA_PAIR, _camera_pair_samples
+from cctrack.link.layout import CameraLayout
+from cctrack.pipeline import RunSummary, cameras_of_run, relink, tracklet_table
+
+ADAPTED_WEIGHTS = "adapted.pt"
+# Cross-camera and re-entry links enter training as positives only at this probability or above: a
+# false one would teach the model that two people are one.
+LINK_PROBABILITY = 0.95
+
+
+@dataclass(frozen=True)
+class AdaptSummary:
+    weights: Path
+    base_model: str
+    steps: int
+    first_loss: float
+    last_loss: float
+    groups: int  # pseudo-identities trained on (tracklets, after merging confident links)
+    known_negative_pairs: int  # tracklet pairs known to be two people
+    strangers_before: tuple[float, float]  # (median, spread) of stranger similarities, base model
+    strangers_after: tuple[float, float]
+    relinked: RunSummary
+
+    def text(self) -> str:
+        return "\n".join([
+            f"adapted {self.base_model} on {self.groups} tracklet groups, {self.known_negative_pairs} known "
+            f"different pairs: {self.steps} steps, loss {self.first_loss:.3f} -> {self.last_loss:.3f}",
+            f"strangers' similarity (median, spread): {self.strangers_before[0]:.3f}, {self.strangers_before[1]:.3f}"
+            f" -> {self.strangers_after[0]:.3f}, {self.strangers_after[1]:.3f}",
+            f"model written to {self.weights}; re-link later with --reid-checkpoint {self.weights}",
+            self.relinked.text(),
+        ])
+
+
+def co_occurring(table: TrackletTable) -> np.ndarray:
+    """(N, N) bool: tracklets of one camera whose frame spans overlap (one person is not twice in a frame)."""
+    same_camera = table.camera_index[:, None] == table.camera_index[None, :]
+    overlap = (table.first_frame[:, None] <= table.last_frame[None, :]) & (table.first_frame[None, :] <= table.last_frame[:, None])
+    different = same_camera & overlap
+    np.fill_diagonal(different, False)
+    return different
+
+
+def confident_groups(count: int, links, probability: float) -> np.ndarray:
+    """(N,) group labels 0..G-1, numbered by first tracklet: tracklets joined by links of at least
+    `probability` share a group."""
+    parent = list(range(count))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for link in links:
+        if link.confidence >= probability:
+            parent[root(link.tracklet_a)] = root(link.tracklet_b)
+    number: dict[int, int] = {}
+    return np.array([number.setdefault(root(i), len(number)) for i in range(count)], np.int64)
+
+
+def stranger_similarity(table: TrackletTable, descriptors: np.ndarray, seed: int = 0) -> tuple[float, float]:
+    """(median, spread) of the similarities of pairs that are nearly all two people: tracklets of different
+    cameras, or, with one camera, of one camera at different times; descriptors centred as the linker does."""
+    from reid.calibration import robust_centre_spread
+
+    start, end = tracklet_seconds(table, CameraLayout.open(table.camera_names))
+    rng = np.random.default_rng(seed)
+    cameras = len(table.camera_names)
+    keys = [(i, j) for i in range(cameras) for j in range(i + 1, cameras)] or [(0, 0)]
+    first, second = zip(*(_camera_pair_samples(table, key, start, end, rng, PAIRS_PER_CAMERA_PAIR) for key in keys))
+    first, second = np.concatenate(first), np.concatenate(second)
+    if len(first) < 10:
+        raise CctrackError(f"adapt needs at least 10 stranger pairs to carry the calibration over, the run has {len(first)}")
+    centred = center_per_camera(descriptors, table.camera_index)
+    return robust_centre_spread(np.einsum("ij,ij->i", centred[first], centred[second]))
+
+
+def adapt(out_dir: Path, config: RunConfig, settings=None, link_probability: float = LINK_PROBABILITY,
+          show_progress: bool = True) -> AdaptSummary:
+    """Fine-tune the configured re-id model on the tracklets cached in `out_dir`, then re-link with it."""
+    from reid.adapt import AdaptSettings, adapt_weights
+    from reid.calibration import transported
+    from reid.checkpoint import set_weights_extra
+    from reid.errors import ReidError
+
+    settings = settings or AdaptSettings()
+    out_dir = Path(out_dir)
+    if config.reid.descriptor != "reid" or config.reid.checkpoint == IMAGENET_BASELINE:
+        raise CctrackError("cctrack adapt fine-tunes a trained CSSC model; the ImageNet and colour baselines cannot be adapted")
+    run_info = cache.load_run_info(out_dir)
+    tracklets = cache.load_tracklets(out_dir, run_info)
+    cameras = cameras_of_run(run_info)
+    table = tracklet_table(cameras, tracklets)
+    if len(tracklets) < 2:
+        raise CctrackError(f"cctrack adapt needs at least 2 tracklets; {out_dir} has {len(tracklets)}")
+    layout = CameraLayout.from_dict(config.layout, list(table.camera_names)) if config.layout is not None else None
+    base = load_embedder(config.reid.checkpoint, config.reid.device, config.reid.half, config.reid.batch_size)
+    if base.calibration is None:
+        raise CctrackError(f"{base.description} has no link calibration; fit one with `reid calibrate` before adapting")
+    crops = cache.load_crops(out_dir, tracklets)
+    before = embed_tracklets(crops, base, show_progress)
+    linked = link_tracklets(table, before.descriptors, config.link, layout, base.calibration)
+    group = confident_groups(len(tracklets), linked.links, link_probability)
+    different = co_occurring(table)
+
+    weights = out_dir / ADAPTED_WEIGHTS
+    try:
+        result = adapt_weights(base.weights_path, crops, group, different, weights, settings, config.reid.device,
+                               progress=show_progress, extra={"adapted_on": str(out_dir.resolve())})
+        adapted = load_embedder(str(weights), config.reid.device, config.reid.half, config.reid.batch_size)
+        after = embed_tracklets(crops, adapted, show_progress)
+        strangers_before = stranger_similarity(table, before.descriptors)
+        strangers_after = stranger_similarity(table, after.descriptors)
+        calibration = transported(base.calibration, strangers_before, strangers_after)
+        set_weights_extra(weights, calibration=calibration.as_dict())
+    except ReidError as error:
+        weights.unlink(missing_ok=True)
+        raise CctrackError(str(error)) from None
+    adapted.calibration = calibration
+    # The cache keys embeddings by the weights file's sha256, which the calibration just changed.
+    cache.save_embeddings(out_dir, embed_tracklets_identity(after, adapted))
+    relinked = relink(out_dir, replace(config, reid=replace(config.reid, checkpoint=str(weights))), show_progress)
+    return AdaptSummary(weights, base.description, result.steps, result.first_loss, result.last_loss,
+                        int(group.max()) + 1, int(different.sum() // 2), strangers_before, strangers_after, relinked)
+
+
+def embed_tracklets_identity(embeddings, embedder):
+    """`embeddings` labelled with the embedder's current identity (description and weights sha256)."""
+    from cctrack.embed import model_identity
+
+    description, sha256 = model_identity(embedder)
+    return replace(embeddings, model=description, model_sha256=sha256)

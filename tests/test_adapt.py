@@ -1,0 +1,54 @@
+"""`cctrack adapt`'s training on real people: the sample's ground-truth tracklets of one camera, where
+people seen at the same time are the only labels it gets."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cctrack.adapt import co_occurring, confident_groups
+from cctrack.evaluate import read_mot_txt
+from cctrack.link import Link, TrackletTable, center_per_camera
+from cctrack.sample import SAMPLE_CAMERAS, SAMPLE_FPS, default_pets_gt_path, derive_camera_ground_truth, ground_truth_tracklets
+from reid.adapt import AdaptSettings, adapt_weights
+from reid.embedder import Embedder
+from reid.pretrained import default_weights_path
+from tests.conftest import SAMPLE_DIR
+
+
+def test_co_occurring_tracklets_of_one_camera_are_known_different():
+    table = TrackletTable(("a", "b"), (10.0, 10.0), [0, 0, 0, 1], [0, 5, 20, 0], [10, 15, 30, 10])
+    different = co_occurring(table)
+    assert different[0, 1] and different[1, 0]  # frames 5-10 shared in camera a
+    assert not different[0, 2] and not different[1, 2]  # one after the other: maybe one person
+    assert not different[0, 3]  # another camera: unknown
+    assert not different.diagonal().any()
+
+
+def test_only_confident_links_join_groups():
+    links = [Link(0, 1, 0.8, 0.97), Link(2, 3, 0.7, 0.91), Link(1, 4, 0.8, 0.99)]
+    assert confident_groups(5, links, 0.95).tolist() == [0, 0, 1, 2, 0]
+
+
+def test_adapting_on_one_camera_separates_people_seen_together(tmp_path):
+    rows = derive_camera_ground_truth(read_mot_txt(default_pets_gt_path()), SAMPLE_CAMERAS[0])
+    tracklets = ground_truth_tracklets(SAMPLE_DIR / f"{SAMPLE_CAMERAS[0].name}.mp4", rows, SAMPLE_CAMERAS[0].name, (0, 400))
+    table = TrackletTable(("cam",), (SAMPLE_FPS,), [0] * len(tracklets), [t.first_frame for t in tracklets],
+                          [t.last_frame for t in tracklets])
+    different = co_occurring(table)
+    assert len(tracklets) >= 6 and different.sum() >= 10
+    crops = [list(t.crops) for t in tracklets]
+
+    def similarities(weights) -> tuple[float, float]:
+        """(mean similarity of a tracklet's two halves, mean similarity of known-different pairs), with the
+        scene's mean removed (what a busy camera's centring does)."""
+        embedder = Embedder.from_checkpoint(weights, device="cpu")
+        halves = [np.stack([embedder.embed(c[start::2]).mean(axis=0) for c in crops]) for start in (0, 1)]
+        first, second = (center_per_camera(h / np.linalg.norm(h, axis=1, keepdims=True), np.zeros(len(h)), 0.0) for h in halves)
+        return float((first * second).sum(axis=1).mean()), float((first @ second.T)[different].mean())
+
+    settings = AdaptSettings(steps=8, groups_per_batch=4, crops_per_group=4, lr=2e-4)
+    adapt_weights(default_weights_path(), crops, np.arange(len(crops)), different, tmp_path / "a.pt", settings, device="cpu")
+    same_before, different_before = similarities(default_weights_path())
+    same_after, different_after = similarities(tmp_path / "a.pt")
+    assert different_after < different_before - 0.05  # people seen together are pushed apart
+    assert same_after > same_before - 0.02  # while each person stays themself
