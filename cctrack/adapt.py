@@ -26,6 +26,7 @@ from cctrack.errors import CctrackError
 from cctrack.link import TrackletTable, center_per_camera, link_tracklets, tracklet_seconds
 from cctrack.link.evidence import PAIRS_PER_CAMERA_PAIR, _camera_pair_samples
 from cctrack.link.layout import CameraLayout
+from cctrack.outdir import output_lock
 from cctrack.pipeline import RunSummary, cameras_of_run, relink, tracklet_table
 
 ADAPTED_WEIGHTS = "adapted.pt"
@@ -105,15 +106,23 @@ def stranger_similarity(table: TrackletTable, descriptors: np.ndarray, seed: int
 def adapt(out_dir: Path, config: RunConfig, settings=None, link_probability: float = LINK_PROBABILITY,
           show_progress: bool = True) -> AdaptSummary:
     """Fine-tune the configured re-id model on the tracklets cached in `out_dir`, then re-link with it."""
-    from reid.adapt import AdaptSettings, adapt_weights
-    from reid.calibration import transported
-    from reid.checkpoint import set_weights_extra
-    from reid.errors import ReidError
+    from reid.adapt import AdaptSettings
 
     settings = settings or AdaptSettings()
     out_dir = Path(out_dir)
     if config.reid.descriptor != "reid" or config.reid.checkpoint == IMAGENET_BASELINE:
         raise CctrackError("cctrack adapt fine-tunes a trained CSSC model; the ImageNet and colour baselines cannot be adapted")
+    cache.load_run_info(out_dir)  # a folder without a run fails here, before the lock creates anything
+    with output_lock(out_dir, "adapt"):
+        return _adapt(out_dir, config, settings, link_probability, show_progress)
+
+
+def _adapt(out_dir: Path, config: RunConfig, settings, link_probability: float, show_progress: bool) -> AdaptSummary:
+    from reid.adapt import adapt_weights
+    from reid.calibration import transported
+    from reid.checkpoint import set_weights_extra
+    from reid.errors import ReidError
+
     run_info = cache.load_run_info(out_dir)
     tracklets = cache.load_tracklets(out_dir, run_info)
     cameras = cameras_of_run(run_info)

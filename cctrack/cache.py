@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from cctrack.errors import CctrackError
-from cctrack.files import atomic_path, write_json_atomic
+from cctrack.files import atomic_path, sha256_of, write_json_atomic
 from cctrack.tracklets import Tracklet
 
 CACHE_VERSION = 1
@@ -127,6 +127,12 @@ def load_crops(out_dir: Path, tracklets: list[Tracklet]) -> list[list[np.ndarray
     return crops
 
 
+def tracklets_key(out_dir: Path) -> str:
+    """sha256 of the cached tracklets.npz: embeddings are re-used only for the tracklets they were made of."""
+    path = cache_dir(out_dir) / "tracklets.npz"
+    return sha256_of(path) if path.is_file() else ""
+
+
 def save_embeddings(out_dir: Path, embeddings: TrackletEmbeddings) -> None:
     with atomic_path(cache_dir(out_dir) / "embeddings.npz") as temporary:
         np.savez(
@@ -136,14 +142,24 @@ def save_embeddings(out_dir: Path, embeddings: TrackletEmbeddings) -> None:
             descriptors=embeddings.descriptors,
             model=np.asarray(embeddings.model),
             model_sha256=np.asarray(embeddings.model_sha256),
+            tracklets_sha256=np.asarray(tracklets_key(out_dir)),
         )
 
 
 def load_embeddings(out_dir: Path, tracklet_count: int) -> TrackletEmbeddings | None:
-    """The cached embeddings, or None when there are none yet."""
+    """The cached embeddings, or None when there are none yet, or when they were made of other tracklets
+    (an earlier run's, or a cache of unknown origin)."""
     path = cache_dir(out_dir) / "embeddings.npz"
     if not path.exists():
         return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            key = str(data["tracklets_sha256"]) if "tracklets_sha256" in data.files else None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+        key = None  # unreadable: _load_npz below says so
+    else:
+        if key != tracklets_key(out_dir):
+            return None
     arrays = _load_npz(path, ["crop_embeddings", "crop_offsets", "descriptors", "model", "model_sha256"])
     descriptors = arrays["descriptors"]
     if descriptors.ndim != 2 or len(descriptors) != tracklet_count or arrays["crop_embeddings"].shape[1:] != descriptors.shape[1:]:

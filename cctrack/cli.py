@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import json
 import sys
 from pathlib import Path
@@ -32,6 +33,19 @@ def _user_errors(command: Callable) -> Callable:
     return wrapper
 
 
+def _print_version(requested: bool) -> None:
+    if requested:
+        typer.echo(f"cctrack {importlib.metadata.version('cctrack')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit"),
+) -> None:
+    """Options before the command name (typer calls this before every command)."""
+
+
 def _overrides(settings: list[str], **flags: object) -> list[str]:
     """Explicit flags become `section.key=value` overrides, applied after --set (JSON is valid YAML)."""
     extra = [f"{key.replace('__', '.')}={json.dumps(value)}" for key, value in flags.items() if value is not None]
@@ -53,6 +67,7 @@ def run_command(
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda:0, ..."),
     video: Optional[bool] = typer.Option(None, "--video/--no-video", help="Write annotated videos"),
     link: Optional[bool] = typer.Option(None, "--link/--no-link", help="Link tracklets across cameras (re-id)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run of other videos in OUT (only cctrack's own outputs are removed)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars"),
 ) -> None:
     """Detect, track, re-identify and link people in every camera of VIDEO_DIR."""
@@ -71,7 +86,7 @@ def run_command(
         export__video=video,
         export__link=link,
     )
-    summary = run(video_dir, out, load_config(config, overrides), show_progress=not quiet)
+    summary = run(video_dir, out, load_config(config, overrides), show_progress=not quiet, overwrite=overwrite)
     typer.echo(summary.text())
 
 
@@ -131,9 +146,9 @@ def eval_command(
     from cctrack.files import write_json_atomic
 
     report = evaluate_run(gt, pred, max_frame=max_frame)
-    typer.echo(format_report(report))
     target = json_path or (pred / "eval.json")
-    write_json_atomic(target, report_to_dict(report))
+    write_json_atomic(target, report_to_dict(report))  # first: a bad --json is the only line the user sees
+    typer.echo(format_report(report))
     typer.echo(f"metrics written to {target}")
 
 

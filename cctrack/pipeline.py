@@ -19,13 +19,17 @@ from cctrack.detect import PersonDetector
 from cctrack.draw import TrackDrawing, write_annotated_videos
 from cctrack.embed import embed_tracklets, load_embedder, model_identity
 from cctrack.errors import CctrackError
-from cctrack.export import identities_document, write_identities, write_mot_files
-from cctrack.files import ensure_writable_folder, sha256_of, write_text_atomic
+from cctrack.export import check_crops_present, identities_document, write_identities, write_mot_files
+from cctrack.files import sha256_of, write_text_atomic
 from cctrack.link.layout import CameraLayout
 from cctrack.link import LinkResult, TrackletTable, link_tracklets
+from cctrack.outdir import check_output_location, claim_for_run, output_lock
 from cctrack.track import track_cameras
 from cctrack.tracklets import Tracklet
 from cctrack.video import Camera, discover_cameras, list_images
+
+
+SUMMARY_FOLDERS = ("cache", "crops")  # listed as folders in the summary, after the files
 
 
 @dataclass(frozen=True)
@@ -42,26 +46,40 @@ class RunSummary:
             f"cameras: {self.cameras}",
             f"tracklets: {self.tracklets}",
         ]
-        if self.identities:
+        if self.tracklets == 0:
+            lines.append("identities: 0 (no people found)")
+        elif self.identities == 0:  # every tracklet of a linked run has an identity: linking was off
+            lines.append("identities: not linked (--no-link)")
+        else:
             lines += [
                 f"identities: {self.identities}",
                 f"identities seen in more than one camera: {self.multi_camera_identities}",
             ]
         lines.append(f"outputs in {self.out_dir}:")
         lines += [f"  {path.relative_to(self.out_dir)}" for path in self.outputs]
+        # The cache and the crops are written by cache.save_tracklets, not listed file by file.
+        lines += [f"  {name}/" for name in SUMMARY_FOLDERS if (self.out_dir / name).is_dir()]
         return "\n".join(lines)
 
 
-def run(video_dir: Path, out_dir: Path, config: RunConfig, show_progress: bool = True) -> RunSummary:
-    """`cctrack run`: every stage, then every export."""
+def run(video_dir: Path, out_dir: Path, config: RunConfig, show_progress: bool = True, overwrite: bool = False) -> RunSummary:
+    """`cctrack run`: every stage, then every export. The output folder must be new, empty, or hold an
+    earlier run of the same videos (or `overwrite`), see cctrack.outdir."""
     out_dir = Path(out_dir)
+    check_output_location(out_dir, Path(video_dir))
     cameras = discover_cameras(Path(video_dir), image_fps=config.video.image_fps)
     if config.layout is not None:
         CameraLayout.from_dict(config.layout, [camera.name for camera in cameras])  # fail before the long work
     # Every model is loaded before the long work, so a bad path fails at once and writes nothing.
     embedder = _load_configured_embedder(config) if config.export.link else None
-    ensure_writable_folder(out_dir)
     detector = PersonDetector(config.detector)
+    with output_lock(out_dir, "run"):
+        claim_for_run(out_dir, cameras, overwrite)
+        return _track_and_export(video_dir, out_dir, cameras, config, detector, embedder, show_progress)
+
+
+def _track_and_export(video_dir: Path, out_dir: Path, cameras: list[Camera], config: RunConfig, detector: PersonDetector,
+                      embedder, show_progress: bool) -> RunSummary:
     tracks = track_cameras(
         cameras,
         detector,
@@ -114,6 +132,12 @@ def relink(out_dir: Path, config: RunConfig, show_progress: bool = True) -> RunS
     """`cctrack link`: embeddings (re-used when the re-id model is unchanged), identities and exports
     from the cache of an earlier `cctrack run`."""
     out_dir = Path(out_dir)
+    cache.load_run_info(out_dir)  # a folder without a run fails here, before the lock creates anything
+    with output_lock(out_dir, "link"):
+        return _relink(out_dir, config, show_progress)
+
+
+def _relink(out_dir: Path, config: RunConfig, show_progress: bool) -> RunSummary:
     run_info = cache.load_run_info(out_dir)
     tracklets = cache.load_tracklets(out_dir, run_info)
     cameras = cameras_of_run(run_info)
