@@ -9,10 +9,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from cctrack.errors import CctrackError
 from cctrack.files import atomic_path
+from cctrack.progress import progress_bar
 from cctrack.video import Camera, frames_to_process, read_frames
 
 GOLDEN_RATIO_CONJUGATE = 0.618033988749895
@@ -91,7 +91,8 @@ def write_annotated_videos(
             temporary = stack.enter_context(atomic_path(Path(videos_dir) / "mosaic.mp4"))
             mosaic_writer = _open_writer(temporary, fourcc, cameras[0].fps / stride, (sum(tile_widths), height))
         streams = [read_frames(camera, max_frames, stride) for camera in cameras]
-        for _ in tqdm(range(total), desc="video", unit="frame", disable=not show_progress):
+        bar = stack.enter_context(progress_bar(total, "video", "frame", show_progress))
+        for _ in range(total):
             annotated: list[np.ndarray | None] = []
             for camera, stream, writer in zip(cameras, streams, writers):
                 item = next(stream, None)
@@ -104,6 +105,7 @@ def write_annotated_videos(
                 annotated.append(canvas)
             if mosaic_writer is not None:
                 mosaic_writer.write(mosaic_frame(annotated, [c.name for c in cameras], height, tile_widths))
+            bar.update(1)
         for writer in writers + ([mosaic_writer] if mosaic_writer is not None else []):
             writer.release()
     return paths + ([Path(videos_dir) / "mosaic.mp4"] if mosaic else [])

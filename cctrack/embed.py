@@ -8,15 +8,15 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from cctrack.cache import TrackletEmbeddings
 from cctrack.errors import CctrackError
 from cctrack.files import sha256_of
 from cctrack.histogram import ColourHistogramEmbedder
+from cctrack.progress import progress_bar
 
-# Crops handed to the embedder per call: large enough to fill its GPU batches, small enough for a
-# progress bar that moves.
+# Crops handed to the embedder per call: many of its batches, so the device stays busy between calls
+# (the progress bar moves per batch through the embedder's progress callback).
 CROPS_PER_CALL = 1024
 
 
@@ -75,11 +75,9 @@ def embed_tracklets(crops: Sequence[Sequence[np.ndarray]], embedder, show_progre
         raise CctrackError("a tracklet has no crops to embed")
     offsets = np.concatenate([[0], np.cumsum([len(c) for c in crops])]).astype(np.int64)
     parts = []
-    with tqdm(total=len(flat), desc="embed", unit="crop", disable=not show_progress) as bar:
+    with progress_bar(len(flat), "embed", "crop", show_progress) as bar:
         for start in range(0, len(flat), CROPS_PER_CALL):
-            chunk = flat[start : start + CROPS_PER_CALL]
-            parts.append(embedder.embed(chunk))
-            bar.update(len(chunk))
+            parts.append(embedder.embed(flat[start : start + CROPS_PER_CALL], progress=bar.update))
     crop_embeddings = np.concatenate(parts) if parts else np.zeros((0, embedder.dim), np.float32)
     description, sha256 = model_identity(embedder)
     return TrackletEmbeddings(

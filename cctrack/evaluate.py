@@ -176,6 +176,8 @@ def evaluate_run(
         frame_offset += last_frame
         last_frames[camera] = last_frame
         all_pred_rows.append(pred_rows)
+    if all(metrics["num_gt_ids"] == 0 for metrics in per_camera.values()):
+        raise CctrackError(f"ground truth is empty: no camera in {gt_dir} has a box in the scored frames")
     return EvalReport(per_camera, _summarise(multi_camera, np.concatenate(all_pred_rows)), last_frames)
 
 
@@ -242,6 +244,11 @@ def format_report(report: EvalReport) -> str:
     for name, metrics in rows:
         cells = [_format_cell(key, metrics[key]) for _, key in columns]
         lines.append(f"{name:<{name_width}}  " + "  ".join(f"{cell:>8}" for cell in cells))
+    lines += [
+        f"note: {camera} has no ground-truth boxes in the scored frames; its MOTA, IDR and recall are undefined (-)"
+        for camera, metrics in report.per_camera.items()
+        if metrics["num_gt_ids"] == 0
+    ]
     return "\n".join(lines)
 
 
@@ -321,6 +328,8 @@ def _summarise(accumulator: motmetrics.MOTAccumulator, pred_rows: np.ndarray) ->
     metrics: dict[str, float | int] = {}
     for motmetrics_name, key in _MOTMETRICS_NAMES.items():
         value = float(summary[motmetrics_name].iloc[0])
+        if not math.isfinite(value):
+            value = math.nan  # a rate over no ground truth (MOTA = 1 - errors / 0) is undefined, not -inf
         metrics[key] = int(value) if key in _COUNT_KEYS and math.isfinite(value) else value
     metrics["num_pred_ids"] = int(len(np.unique(_as_rows(pred_rows, "predictions")[:, 1])))
     return metrics

@@ -116,6 +116,16 @@ def identities_document(run_info: dict, tracklets: list[Tracklet], result: LinkR
     }
 
 
+def check_crops_present(out_dir: Path, tracklets: list[Tracklet]) -> None:
+    """Refuse a cache whose crops are not beside it (e.g. cache/ copied without crops/): identities.json
+    would point at crops that are not there, and re-embedding or export-dataset would fail later."""
+    for tracklet in tracklets:
+        for rank in range(len(tracklet.crop_frames)):
+            path = Path(out_dir) / crop_path(tracklet.camera, tracklet.track_id, rank)
+            if not path.is_file():
+                raise CctrackError(f"crop {path} is missing: the cache in {out_dir} is incomplete (copied without crops/?); re-run `cctrack run`")
+
+
 def write_identities(path: Path, document: dict) -> None:
     write_json_atomic(path, document)
 
@@ -155,6 +165,8 @@ def export_reid_dataset(out_dir: Path, target: Path) -> int:
                     rank += 1
         staging.mkdir(parents=True, exist_ok=True)
         os.replace(staging, target)
+    except OSError as error:
+        raise CctrackError(f"cannot write dataset folder {target}: {error.strerror or error}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return written

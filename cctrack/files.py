@@ -15,13 +15,18 @@ from cctrack.errors import CctrackError
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path` (same suffix, so writers that pick a format by suffix still
-    work); it replaces `path` only if the block finishes without an error."""
+    work); it replaces `path` only if the block finishes without an error. A path that cannot be written
+    (a folder in the way, no permission, a full disk) is a CctrackError naming it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield temporary
         os.replace(temporary, path)
+    except FileExistsError:  # from mkdir: a file where the folder should be
+        raise CctrackError(f"cannot write {path}: {path.parent} is a file, not a folder") from None
+    except OSError as error:
+        raise CctrackError(f"cannot write {path}: {error.strerror or error}") from None
     finally:
         if temporary.exists():
             temporary.unlink()

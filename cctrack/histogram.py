@@ -7,7 +7,7 @@ It knows nothing but colour, so it fails exactly when people change clothes.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -22,8 +22,8 @@ class ColourHistogramEmbedder:
     dim = 2 * HSV_BINS[0] * HSV_BINS[1] * HSV_BINS[2]
     calibration = None  # set by cctrack.embed.load_embedder
 
-    def embed(self, crops: Sequence[np.ndarray]) -> np.ndarray:
-        """(N, dim) float32, L2-normalised, for BGR uint8 crops."""
+    def embed(self, crops: Sequence[np.ndarray], progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """(N, dim) float32, L2-normalised, for BGR uint8 crops; progress(1) after each crop."""
         rows = np.zeros((len(crops), self.dim), np.float32)
         for row, crop in enumerate(crops):
             hsv = cv2.cvtColor(cv2.resize(crop, CROP_SIZE[::-1], interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2HSV)
@@ -34,4 +34,6 @@ class ColourHistogramEmbedder:
             ]
             histogram = np.sqrt(np.concatenate([p / max(p.sum(), 1.0) for p in parts]))
             rows[row] = histogram / max(np.linalg.norm(histogram), 1e-12)
+            if progress is not None:
+                progress(1)
         return rows

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
-from tqdm import tqdm
 
 from cctrack.detect import PersonDetector
+from cctrack.progress import progress_bar
 from cctrack.tracker import Tracker, TrackerSettings
 from cctrack.tracklets import Tracklet, TrackletCollector
 from cctrack.video import Camera, frames_to_process, read_frames
@@ -43,7 +43,7 @@ def track_cameras(
     streams: list[Iterator[tuple[int, np.ndarray]] | None] = [read_frames(c, max_frames, stride) for c in cameras]
     totals = [frames_to_process(camera, max_frames, stride) for camera in cameras]
     bars = [
-        tqdm(total=total, desc=f"track {camera.name}", unit="frame", position=i, leave=True, disable=not show_progress)
+        progress_bar(total, f"track {camera.name}", "frame", show_progress, position=i)
         for i, (camera, total) in enumerate(zip(cameras, totals))
     ]
     processed = [0] * len(cameras)

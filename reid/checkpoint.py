@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -133,9 +134,16 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not path.is_file():
         raise ReidError(f"checkpoint not found: {path}")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            # A plain pickle.dump file makes torch warn about its pickle protocol before failing below.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # zip, pickle and EOF errors all mean the same thing to the user
-        raise ReidError(f"checkpoint {path} is corrupt or truncated: {type(error).__name__}: {error}") from error
+        # Only the exception's type: torch's own text runs over many lines and suggests weights_only=False,
+        # which would run whatever code a foreign pickle holds.
+        raise ReidError(
+            f"checkpoint {path} is corrupt or truncated, or not a cctrack/reid weights file ({type(error).__name__})"
+        ) from error
     if not isinstance(payload, dict) or payload.get("format") not in (WEIGHTS_FORMAT, CHECKPOINT_FORMAT):
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise ReidError(

@@ -12,7 +12,7 @@ flip-averaging buys little there. Re-id evaluation (spec: f(img) + f(flip(img)))
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
@@ -146,8 +146,9 @@ class Embedder:
             flip=flip,
         )
 
-    def embed(self, crops: Sequence[np.ndarray]) -> np.ndarray:
-        """(N, dim) float32 L2-normalised embeddings of N HxWx3 uint8 BGR crops; (0, dim) for no crops."""
+    def embed(self, crops: Sequence[np.ndarray], progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """(N, dim) float32 L2-normalised embeddings of N HxWx3 uint8 BGR crops; (0, dim) for no crops.
+        progress(n) is called after each batch of n crops is queued (for a progress bar: no device sync)."""
         for index, crop in enumerate(crops):
             if not (isinstance(crop, np.ndarray) and crop.dtype == np.uint8 and crop.ndim == 3 and crop.shape[2] == 3):
                 found = f"{type(crop).__name__} {getattr(crop, 'dtype', '')} {getattr(crop, 'shape', '')}"
@@ -162,6 +163,8 @@ class Embedder:
                 if self.flip:
                     batch_features += self.network(batch.flip(3)).float()
                 features[start : start + len(batch)] = batch_features
+                if progress is not None:
+                    progress(len(batch))
             return F.normalize(features, dim=1).cpu().numpy()
 
     def _to_device_batch(self, crops: Sequence[np.ndarray]) -> torch.Tensor:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import pickle
 import shutil
 from pathlib import Path
 
@@ -12,7 +14,10 @@ import pytest
 from typer.testing import CliRunner
 
 from cctrack.cli import app
-from cctrack.export import validate_identities
+from cctrack.cache import load_run_info, load_tracklets
+from cctrack.errors import CctrackError
+from cctrack.export import check_crops_present, validate_identities
+from cctrack.pipeline import RunSummary
 from tests.conftest import read_sample_frames, write_video
 
 runner = CliRunner()
@@ -221,6 +226,7 @@ def test_camera_without_people_is_not_an_error(tmp_path):
     document = json.loads((tmp_path / "out" / "identities.json").read_text())
     validate_identities(document)
     assert document["summary"]["identities"] == 0
+    assert "identities: 0 (no people found)" in result.stdout.splitlines()
 
 
 def _folder_with(tmp_path: Path, name: str, content: bytes) -> Path:
@@ -228,6 +234,11 @@ def _folder_with(tmp_path: Path, name: str, content: bytes) -> Path:
     folder.mkdir(exist_ok=True)
     (folder / name).write_bytes(content)
     return folder
+
+
+def _file_with(tmp_path: Path, name: str, content: bytes) -> Path:
+    (tmp_path / name).write_bytes(content)
+    return tmp_path / name
 
 
 def _truncated_video(tmp_path: Path) -> Path:
@@ -251,6 +262,14 @@ BAD_INPUTS = {
     "zero-frame-video": (lambda tmp, sample: (_zero_frame_video(tmp), []), "cam.mp4"),
     "missing-weights": (lambda tmp, sample: (sample, ["--detector-weights", str(tmp / "yolo.pt")]), "detector weights not found"),
     "missing-reid-checkpoint": (lambda tmp, sample: (sample, ["--reid-checkpoint", str(tmp / "cssc.pt")]), "checkpoint not found"),
+    "random-bytes-reid-checkpoint": (
+        lambda tmp, sample: (sample, ["--reid-checkpoint", str(_file_with(tmp, "noise.pt", bytes(range(256)) * 64))]),
+        "noise.pt is corrupt or truncated, or not a cctrack/reid weights file (UnpicklingError)",
+    ),
+    "pickle-reid-checkpoint": (
+        lambda tmp, sample: (sample, ["--reid-checkpoint", str(_file_with(tmp, "model.pkl", pickle.dumps({"format": Path("x")})))]),
+        "model.pkl is corrupt or truncated, or not a cctrack/reid weights file (UnpicklingError)",
+    ),
     "bad-config-key": (lambda tmp, sample: (sample, ["--set", "detector.imgsz=640"]), "unknown key detector.imgsz"),
     "bad-config-value": (lambda tmp, sample: (sample, ["--set", "tracker.lost_track_seconds=-2"]), "lost_track_seconds"),
 }
@@ -265,6 +284,7 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(case, crossing_sample, t
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+    assert "weights_only" not in result.stderr  # never suggest loading a foreign pickle unsafely
     assert files_under(out) == []
 
 
@@ -312,3 +332,94 @@ def test_eval_names_a_camera_missing_from_the_predictions(tmp_path):
     (tmp_path / "pred" / "global" / "cam_left.txt").write_text("")
     result = invoke("eval", "--gt", gt, "--pred", tmp_path / "pred")
     assert result.exit_code == 2 and "cam_right" in result.stderr
+
+
+def one_error_line(result) -> str:
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def _perfect_prediction(tmp_path: Path) -> tuple[Path, Path]:
+    gt = tmp_path / "gt"
+    assert invoke("sample-gt", gt).exit_code == 0
+    pred = tmp_path / "pred"
+    (pred / "global").mkdir(parents=True)
+    for camera in ("cam_left", "cam_right"):
+        shutil.copyfile(gt / camera / "gt" / "gt.txt", pred / "global" / f"{camera}.txt")
+    return gt, pred
+
+
+def test_eval_json_onto_a_folder_or_under_a_file_is_one_line(tmp_path):
+    gt, pred = _perfect_prediction(tmp_path)
+    (tmp_path / "a_folder").mkdir()
+    (tmp_path / "a_file").write_text("")
+    for target, reason in ((tmp_path / "a_folder", "Is a directory"), (tmp_path / "a_file" / "m.json", f"{tmp_path / 'a_file'} is a file, not a folder")):
+        result = invoke("eval", "--gt", gt, "--pred", pred, "--json", target)
+        assert one_error_line(result) == f"error: cannot write {target}: {reason}"
+        assert result.stdout == ""  # no table that looks like success above the error
+    assert not [p for p in files_under(tmp_path) if ".tmp" in p.name]
+
+
+def test_eval_on_empty_ground_truth_says_so(tmp_path):
+    gt, pred = _perfect_prediction(tmp_path)
+    (gt / "cam_right" / "gt" / "gt.txt").write_text("")
+    result = invoke("eval", "--gt", gt, "--pred", pred)
+    assert result.exit_code == 0, result.output
+    assert "inf" not in result.stdout
+    assert "note: cam_right has no ground-truth boxes in the scored frames" in result.stdout
+    metrics = json.loads((pred / "eval.json").read_text())  # strict JSON: no -Infinity
+    assert metrics["per_camera"]["cam_right"]["mota"] is None and metrics["per_camera"]["cam_left"]["mota"] == 1.0
+    (gt / "cam_left" / "gt" / "gt.txt").write_text("")
+    result = invoke("eval", "--gt", gt, "--pred", pred, "--json", tmp_path / "m.json")
+    assert one_error_line(result) == f"error: ground truth is empty: no camera in {gt} has a box in the scored frames"
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_export_dataset_to_an_unwritable_target_is_one_line(finished_run, tmp_path):
+    (tmp_path / "a_file").write_text("")
+    target = tmp_path / "a_file" / "dataset"
+    line = one_error_line(invoke("export-dataset", finished_run, target))
+    assert line == f"error: cannot write dataset folder {target}: Not a directory"
+
+
+def test_a_cache_copied_without_its_crops_is_refused_naming_the_first_crop(finished_run, tmp_path):
+    tracklets = load_tracklets(finished_run, load_run_info(finished_run))
+    check_crops_present(finished_run, tracklets)  # the run itself is complete
+    out = tmp_path / "copy"
+    shutil.copytree(finished_run / "cache", out / "cache")
+    first = out / "crops" / tracklets[0].camera / f"{tracklets[0].track_id:05d}_0.jpg"
+    with pytest.raises(CctrackError) as raised:
+        check_crops_present(out, tracklets)
+    assert str(raised.value) == f"crop {first} is missing: the cache in {out} is incomplete (copied without crops/?); re-run `cctrack run`"
+
+
+def test_summary_says_when_nobody_was_found_and_lists_the_folders(tmp_path):
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "crops").mkdir()
+    nobody = RunSummary(tmp_path, cameras=2, tracklets=0, identities=0, multi_camera_identities=0,
+                        outputs=[tmp_path / "identities.json"])
+    assert nobody.text().splitlines() == [
+        "cameras: 2", "tracklets: 0", "identities: 0 (no people found)",
+        f"outputs in {tmp_path}:", "  identities.json", "  cache/", "  crops/",
+    ]
+    unlinked = RunSummary(tmp_path, cameras=2, tracklets=5, identities=0, multi_camera_identities=0, outputs=[])
+    assert "identities: not linked (--no-link)" in unlinked.text().splitlines()
+
+
+def test_version_comes_from_the_package_metadata():
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.stdout == f"cctrack {importlib.metadata.version('cctrack')}\n"
+
+
+def test_progress_in_a_log_file_is_plain_lines(crossing_sample, tmp_path):
+    """CliRunner's stderr is not a terminal, like `cctrack run ... 2> run.log`."""
+    result = invoke("run", crossing_sample, "--out", tmp_path / "out", "--max-frames", "4")
+    assert result.exit_code == 0, result.output
+    assert "\r" not in result.stderr and "\x1b[" not in result.stderr
+    lines = result.stderr.splitlines()
+    for prefix in ("track cam_left: 4/4 frames in ", "track cam_right: 4/4 frames in ", "video: 4/4 frames in "):
+        assert any(line.startswith(prefix) for line in lines), result.stderr
+    assert any(line.startswith("embed: ") and " crops in " in line for line in lines), result.stderr
+    assert "  cache/" in result.stdout.splitlines() and "  crops/" in result.stdout.splitlines()
