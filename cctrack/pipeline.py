@@ -140,6 +140,7 @@ def relink(out_dir: Path, config: RunConfig, show_progress: bool = True) -> RunS
 def _relink(out_dir: Path, config: RunConfig, show_progress: bool) -> RunSummary:
     run_info = cache.load_run_info(out_dir)
     tracklets = cache.load_tracklets(out_dir, run_info)
+    check_crops_present(out_dir, tracklets)
     cameras = cameras_of_run(run_info)
     outputs = [out_dir / "tracks" / f"{camera.name}.txt" for camera in cameras]
     if config.layout is not None:

@@ -393,6 +393,11 @@ def test_a_cache_copied_without_its_crops_is_refused_naming_the_first_crop(finis
     with pytest.raises(CctrackError) as raised:
         check_crops_present(out, tracklets)
     assert str(raised.value) == f"crop {first} is missing: the cache in {out} is incomplete (copied without crops/?); re-run `cctrack run`"
+    # `cctrack link` refuses such a cache before writing anything.
+    before = {p: p.stat().st_mtime_ns for p in files_under(out)}
+    result = invoke("link", out, "--no-video", "--quiet")
+    assert result.exit_code == 2 and "is missing: the cache" in result.stderr, result.output
+    assert {p: p.stat().st_mtime_ns for p in files_under(out)} == before
 
 
 def test_summary_says_when_nobody_was_found_and_lists_the_folders(tmp_path):
