@@ -10,6 +10,9 @@ Train / test split (deterministic, no randomness):
 - explicit: when both `<root>/train/` and `<root>/test/` exist, they each hold identity folders as above;
   train/ identities are the training set and test/ identities the test set (train_fraction is not used,
   and no identity may be in both);
+- split file: otherwise, when `<root>/split.json` exists, it lists the identity folders of each split:
+  `{"train": ["0001", "0002", ...], "test": ["0101", ...]}`; every identity folder must be in exactly
+  one list, and every listed name must exist (train_fraction is not used);
 - by fraction: otherwise identities sorted by id; the first n_identities * train_fraction (rounded half up)
   of them are the training set (default: half; 1.0 puts everything in train, e.g. for pseudo-labelled
   tracklets, 0.0 everything in test).
@@ -28,6 +31,7 @@ Query / gallery protocol of the test identities:
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -83,6 +87,33 @@ def _explicit_split(root: Path) -> tuple[list[Record], list[Record]] | None:
     return train, test
 
 
+SPLIT_FILE = "split.json"
+
+
+def _split_file(root: Path, records: list[Record]) -> set[str] | None:
+    """The identity folder names of the training set from `<root>/split.json`; None when there is none."""
+    path = root / SPLIT_FILE
+    if not path.is_file():
+        return None
+    try:
+        split = json.loads(path.read_text())
+        train, test = (split[name] for name in SPLIT_FOLDERS)
+        if not all(isinstance(names, list) and all(isinstance(n, str) for n in names) for names in (train, test)):
+            raise TypeError
+    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+        raise ReidError(f"folder layout: {path} must be JSON {{\"train\": [identity folder names], \"test\": [...]}}") from None
+    present = {pid for _, pid, _, _ in records}
+    problems = {
+        "in both train and test": set(train) & set(test),
+        "listed but missing": (set(train) | set(test)) - present,
+        "in neither train nor test": present - set(train) - set(test),
+    }
+    for what, names in problems.items():
+        if names:
+            raise ReidError(f"folder layout: identity folder(s) {', '.join(sorted(names)[:5])} of {root} are {what} of {path.name}")
+    return set(train)
+
+
 def load_folder(
     root: str | Path,
     train_fraction: float = DEFAULT_TRAIN_FRACTION,
@@ -110,8 +141,11 @@ def load_folder(
         for path, pid, camera, outfit in records
     ]
 
+    split_train = None if explicit else _split_file(root, records)
     if explicit:
         train_ids = {pid_of[pid] for _, pid, _, _ in explicit[0]}
+    elif split_train is not None:
+        train_ids = {pid_of[name] for name in split_train}
     else:
         identities = sorted(set(pid_of.values()))
         train_ids = set(identities[: int(len(identities) * train_fraction + 0.5)])

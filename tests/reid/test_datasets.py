@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import numpy as np
@@ -247,6 +249,25 @@ def test_folder_split_subfolder_mistakes_are_named(tmp_path, tiny_image):
     (root / "test").rename(root / "val")
     with pytest.raises(ReidError, match=r"has train/ but no test/; an explicit split needs both"):
         load_dataset("folder", root)
+
+
+def test_folder_split_file_sets_the_split_and_names_its_mistakes(tmp_path, tiny_image):
+    root = split_tree(tmp_path / "crops", tiny_image)
+    flat = tmp_path / "flat"
+    for path in root.glob("*/*/*.jpg"):  # the same identities without train/ and test/
+        (flat / path.parent.name).mkdir(parents=True, exist_ok=True)
+        path.rename(flat / path.parent.name / path.name)
+    (flat / "split.json").write_text(json.dumps({"train": ["cy", "dee"], "test": ["ann", "bo"]}))
+    dataset = load_dataset("folder", flat, folder_train_fraction=1.0)  # the file decides, not the fraction
+    assert {s.path.parent.name for s in dataset.train} == {"cy", "dee"} and dataset.num_train_ids == 2
+    assert {s.path.parent.name for s in dataset.query + dataset.gallery} == {"ann", "bo"}
+    for split, message in (({"train": ["cy", "dee", "ann"], "test": ["ann", "bo"]}, "ann of .* are in both train and test"),
+                           ({"train": ["cy", "dee", "zed"], "test": ["ann", "bo"]}, "zed of .* are listed but missing"),
+                           ({"train": ["cy"], "test": ["ann", "bo"]}, "dee of .* are in neither train nor test"),
+                           ({"train": "cy"}, "must be JSON")):
+        (flat / "split.json").write_text(json.dumps(split))
+        with pytest.raises(ReidError, match=message):
+            load_dataset("folder", flat)
 
 
 def test_folder_cross_camera_protocol(cloth_changing_root):
