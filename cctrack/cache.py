@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from cctrack.errors import CctrackError
-from cctrack.files import atomic_path, sha256_of, write_json_atomic
+from cctrack.files import atomic_path, sha256_of, write_bytes_atomic, write_json_atomic
 from cctrack.tracklets import Tracklet
 
 CACHE_VERSION = 1
@@ -51,8 +51,12 @@ def save_tracklets(out_dir: Path, tracklets: list[Tracklet], run_info: dict, wri
     if write_crops:
         for tracklet in tracklets:
             for rank, crop in enumerate(tracklet.crops):
-                with atomic_path(Path(out_dir) / crop_path(tracklet.camera, tracklet.track_id, rank)) as temporary:
-                    cv2.imwrite(str(temporary), crop, [cv2.IMWRITE_JPEG_QUALITY, CROP_JPEG_QUALITY])
+                path = Path(out_dir) / crop_path(tracklet.camera, tracklet.track_id, rank)
+                # Encoded here and written by Python, so a failed write says why (cv2.imwrite only says False).
+                encoded, jpeg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, CROP_JPEG_QUALITY])
+                if not encoded:
+                    raise CctrackError(f"cannot write {path}: OpenCV cannot encode a {crop.shape} crop as JPEG")
+                write_bytes_atomic(path, jpeg.tobytes())
     camera_names = [camera["name"] for camera in run_info["cameras"]]
     arrays = {
         "version": np.asarray(CACHE_VERSION),

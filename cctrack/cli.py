@@ -59,7 +59,13 @@ def run_command(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder"),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
     settings: list[str] = typer.Option([], "--set", help=SET_HELP),
-    max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Process at most this many frames per camera"),
+    max_frames: Optional[int] = typer.Option(
+        None, "--max-frames",
+        help="Process at most this many frames of each camera: the same count, so a shorter time of a camera with a higher fps (see --max-seconds)",
+    ),
+    max_seconds: Optional[float] = typer.Option(
+        None, "--max-seconds", help="Process at most this many seconds of each camera's video: floor(seconds x fps) frames"
+    ),
     stride: Optional[int] = typer.Option(None, "--stride", help="Process every N-th frame"),
     image_size: Optional[int] = typer.Option(None, "--imgsz", help="Detector inference size (pixels, multiple of 32)"),
     detector_weights: Optional[str] = typer.Option(None, "--detector-weights", help="An ultralytics .pt file"),
@@ -77,6 +83,7 @@ def run_command(
     overrides = _overrides(
         settings,
         video__max_frames=max_frames,
+        video__max_seconds=max_seconds,
         video__stride=stride,
         detector__image_size=image_size,
         detector__weights=detector_weights,

@@ -26,12 +26,15 @@ DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "configs" / "defa
 @dataclass(frozen=True)
 class VideoSettings:
     max_frames: int | None = None  # per camera, counted from the first frame; None = all
+    max_seconds: float | None = None  # per camera, seconds of its own video (floor(seconds x fps) frames); None = all
     stride: int = 1  # process every stride-th frame
     image_fps: float = 25.0  # frame rate of image-sequence cameras without a seqinfo.ini
 
     def __post_init__(self) -> None:
         if self.max_frames is not None and self.max_frames < 1:
             raise ValueError(f"video.max_frames must be >= 1 or null, got {self.max_frames}")
+        if self.max_seconds is not None and self.max_seconds <= 0:
+            raise ValueError(f"video.max_seconds must be > 0 or null, got {self.max_seconds}")
         if self.stride < 1:
             raise ValueError(f"video.stride must be >= 1, got {self.stride}")
         if self.image_fps <= 0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,10 +11,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from cctrack.errors import CctrackError
-from cctrack.files import atomic_path
+from cctrack.files import atomic_path, write_failure
 from cctrack.progress import progress_bar
-from cctrack.video import Camera, frames_to_process, read_frames
+from cctrack.video import Camera, frames_available, read_frames
 
 GOLDEN_RATIO_CONJUGATE = 0.618033988749895
 
@@ -69,50 +69,89 @@ def write_annotated_videos(
     stride: int = 1,
     mosaic: bool = True,
     show_progress: bool = True,
+    max_seconds: float | None = None,
+    clock: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[Path]:
-    """`<videos_dir>/<camera>.mp4` for every camera and `mosaic.mp4`, written in one pass over the sources."""
+    """`<videos_dir>/<camera>.mp4` for every camera and `mosaic.mp4`, written in one pass over the sources.
+
+    The mosaic lines the cameras up by time, not by frame index: at the highest camera frame rate, its
+    frame k shows each camera's latest processed frame at or before shared time start + k / that rate,
+    and black before the camera starts or after it ends. `clock` is (fps, time_offset_seconds) per camera,
+    as CameraLayout.camera_clock gives them; None: the videos' own fps, no offsets. Every video is renamed
+    into place only once it reads back with every frame written.
+    """
     by_camera: dict[str, dict[int, list[tuple[np.ndarray, int, str]]]] = {c.name: defaultdict(list) for c in cameras}
     for drawing in drawings:
         per_frame = by_camera[drawing.camera]
         for frame_index, box in zip(drawing.frames, drawing.boxes):
             per_frame[int(frame_index)].append((box, drawing.colour_key, drawing.label))
+    clock_fps, time_offsets = clock if clock is not None else (np.array([c.fps for c in cameras]), np.zeros(len(cameras)))
+    available = np.array([frames_available(camera, max_frames, max_seconds) for camera in cameras])
+    start = float(time_offsets.min())
+    mosaic_fps = float(clock_fps.max()) / stride
+    # The 1e-9 here and below keeps float error (2.9999999999999996 ticks) from adding or dropping a frame.
+    ticks = math.ceil((float((time_offsets + available / clock_fps).max()) - start) * mosaic_fps - 1e-9)
     height = max(camera.height for camera in cameras)
     tile_widths = [int(round(camera.width * height / camera.height)) for camera in cameras]
-    fourcc = cv2.VideoWriter_fourcc(*"mp4v")
     paths = [Path(videos_dir) / f"{camera.name}.mp4" for camera in cameras]
-    total = max(frames_to_process(camera, max_frames, stride) for camera in cameras)
     with contextlib.ExitStack() as stack:
-        writers = []
-        for camera, path in zip(cameras, paths):
-            temporary = stack.enter_context(atomic_path(path))
-            writers.append(_open_writer(temporary, fourcc, camera.fps / stride, (camera.width, camera.height)))
-        mosaic_writer = None
-        if mosaic:
-            temporary = stack.enter_context(atomic_path(Path(videos_dir) / "mosaic.mp4"))
-            mosaic_writer = _open_writer(temporary, fourcc, cameras[0].fps / stride, (sum(tile_widths), height))
-        streams = [read_frames(camera, max_frames, stride) for camera in cameras]
-        bar = stack.enter_context(progress_bar(total, "video", "frame", show_progress))
-        for _ in range(total):
-            annotated: list[np.ndarray | None] = []
-            for camera, stream, writer in zip(cameras, streams, writers):
-                item = next(stream, None)
-                if item is None:
-                    annotated.append(None)
-                    continue
-                frame_index, frame = item
-                canvas = draw_boxes(frame, by_camera[camera.name].get(frame_index, []))
-                writer.write(canvas)
-                annotated.append(canvas)
-            if mosaic_writer is not None:
-                mosaic_writer.write(mosaic_frame(annotated, [c.name for c in cameras], height, tile_widths))
+        videos = [_CheckedVideo(stack, path, camera.fps / stride, (camera.width, camera.height)) for camera, path in zip(cameras, paths)]
+        mosaic_video = _CheckedVideo(stack, Path(videos_dir) / "mosaic.mp4", mosaic_fps, (sum(tile_widths), height)) if mosaic else None
+        streams = [read_frames(camera, max_frames, stride, max_seconds) for camera in cameras]
+        latest: list[np.ndarray | None] = [None] * len(cameras)  # each camera's last annotated frame
+        read = [0] * len(cameras)
+        bar = stack.enter_context(progress_bar(ticks, "video", "frame", show_progress))
+        for tick in range(ticks):
+            tiles: list[np.ndarray | None] = []
+            for position, (camera, stream, video) in enumerate(zip(cameras, streams, videos)):
+                frame_index = math.floor((start + tick / mosaic_fps - time_offsets[position]) * clock_fps[position] + 1e-9)
+                # Read (and write) this camera's frames up to the processed one at or before frame_index.
+                while 0 <= frame_index and read[position] <= min(frame_index, available[position] - 1) // stride:
+                    item = next(stream, None)
+                    read[position] += 1
+                    if item is not None:
+                        latest[position] = draw_boxes(item[1], by_camera[camera.name].get(item[0], []))
+                        video.write(latest[position])
+                tiles.append(latest[position] if 0 <= frame_index < available[position] else None)
+            if mosaic_video is not None:
+                mosaic_video.write(mosaic_frame(tiles, [c.name for c in cameras], height, tile_widths))
             bar.update(1)
-        for writer in writers + ([mosaic_writer] if mosaic_writer is not None else []):
-            writer.release()
+        for camera, stream, video in zip(cameras, streams, videos):
+            for frame_index, frame in stream:  # frames past the last tick, if float rounding left any
+                video.write(draw_boxes(frame, by_camera[camera.name].get(frame_index, [])))
+        for video in videos + ([mosaic_video] if mosaic_video is not None else []):
+            video.finish()
     return paths + ([Path(videos_dir) / "mosaic.mp4"] if mosaic else [])
 
 
-def _open_writer(path: Path, fourcc: int, fps: float, size: tuple[int, int]) -> cv2.VideoWriter:
-    writer = cv2.VideoWriter(str(path), fourcc, fps, size)
-    if not writer.isOpened():
-        raise CctrackError(f"cannot write video {path} (OpenCV has no mp4v encoder here)")
-    return writer
+class _CheckedVideo:
+    """An mp4 written under a temporary name (see atomic_path) that counts its frames. OpenCV's writer
+    reports no failed write, so `finish` proves the file reads back with every frame before it may be
+    renamed into place."""
+
+    def __init__(self, stack: contextlib.ExitStack, path: Path, fps: float, size: tuple[int, int]) -> None:
+        self.path = path
+        self.temporary = stack.enter_context(atomic_path(path))
+        self.writer = cv2.VideoWriter(str(self.temporary), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+        stack.callback(self.writer.release)  # also on an error, before atomic_path removes the file
+        if not self.writer.isOpened():
+            raise write_failure(path, "OpenCV cannot open an mp4v video writer for it")
+        self.frames_written = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        self.writer.write(frame)
+        self.frames_written += 1
+
+    def finish(self) -> None:
+        self.writer.release()
+        capture = cv2.VideoCapture(str(self.temporary))
+        try:
+            frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+            capture.set(cv2.CAP_PROP_POS_FRAMES, max(self.frames_written - 1, 0))
+            last_frame_decodes = capture.read()[0]
+        finally:
+            capture.release()
+        if frames != self.frames_written:
+            raise write_failure(self.path, f"the written video reads back {frames} of its {self.frames_written} frames")
+        if not last_frame_decodes:
+            raise write_failure(self.path, "the last frame of the written video does not decode")

@@ -11,6 +11,9 @@ from typing import Any, Iterator
 
 from cctrack.errors import CctrackError
 
+# A disk that cannot take this much more is too full for the next video frame or crop.
+SPACE_PROBE_BYTES = 64 * 1024
+
 
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
@@ -39,6 +42,27 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 def write_json_atomic(path: Path, document: Any) -> None:
     write_text_atomic(path, json.dumps(document, indent=2) + "\n")
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    with atomic_path(path) as temporary:
+        temporary.write_bytes(data)
+
+
+def write_failure(path: Path, symptom: str) -> CctrackError:
+    """The error for a writer that fails without saying why (OpenCV's video writer): when a probe write
+    beside `path` fails too, its cause (a full disk) is the cause; otherwise `symptom` is."""
+    probe = Path(path).parent / f".space-test-{os.getpid()}"
+    try:
+        with open(probe, "wb") as handle:
+            handle.write(bytes(SPACE_PROBE_BYTES))
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as error:
+        return CctrackError(f"cannot write {path}: {error.strerror or error}")
+    finally:
+        probe.unlink(missing_ok=True)
+    return CctrackError(f"cannot write {path}: {symptom}")
 
 
 def sha256_of(path: Path) -> str:

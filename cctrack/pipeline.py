@@ -26,7 +26,7 @@ from cctrack.link import LinkResult, TrackletTable, link_tracklets
 from cctrack.outdir import check_output_location, claim_for_run, output_lock
 from cctrack.track import track_cameras
 from cctrack.tracklets import Tracklet
-from cctrack.video import Camera, discover_cameras, list_images
+from cctrack.video import Camera, discover_cameras, frames_available, list_images
 
 
 SUMMARY_FOLDERS = ("cache", "crops")  # listed as folders in the summary, after the files
@@ -70,6 +70,7 @@ def run(video_dir: Path, out_dir: Path, config: RunConfig, show_progress: bool =
     cameras = discover_cameras(Path(video_dir), image_fps=config.video.image_fps)
     if config.layout is not None:
         CameraLayout.from_dict(config.layout, [camera.name for camera in cameras])  # fail before the long work
+    _check_frames_to_process(cameras, config.video.max_frames, config.video.max_seconds)
     # Every model is loaded before the long work, so a bad path fails at once and writes nothing.
     embedder = _load_configured_embedder(config) if config.export.link else None
     detector = PersonDetector(config.detector)
@@ -89,6 +90,7 @@ def _track_and_export(video_dir: Path, out_dir: Path, cameras: list[Camera], con
         max_frames=config.video.max_frames,
         stride=config.video.stride,
         show_progress=show_progress,
+        max_seconds=config.video.max_seconds,
     )
     tracklets = [tracklet for camera_tracks in tracks for tracklet in camera_tracks.tracklets]
     run_info = {
@@ -122,7 +124,8 @@ def _track_and_export(video_dir: Path, out_dir: Path, cameras: list[Camera], con
     if not config.export.link:
         if config.export.video:
             drawings = [TrackDrawing(t.camera, t.frames, t.boxes, t.track_id, str(t.track_id)) for t in tracklets]
-            outputs += _write_videos(cameras, drawings, out_dir, run_info["config"]["video"], config.export.mosaic, show_progress)
+            layout = CameraLayout.from_dict(config.layout, [c.name for c in cameras]) if config.layout is not None else None
+            outputs += _write_videos(cameras, drawings, out_dir, run_info["config"]["video"], config.export.mosaic, layout, show_progress)
         return RunSummary(out_dir, len(cameras), len(tracklets), 0, 0, outputs)
     crops = [list(t.crops) for t in tracklets]
     return _embed_link_export(out_dir, cameras, tracklets, run_info, config, embedder, crops, outputs, show_progress)
@@ -202,7 +205,7 @@ def _embed_link_export(
     outputs += write_mot_files(out_dir / "global", camera_names, tracklets, identity)
     if config.export.video:
         drawings = [TrackDrawing(t.camera, t.frames, t.boxes, i, f"ID {i}") for t, i in zip(tracklets, identity)]
-        outputs += _write_videos(cameras, drawings, out_dir, run_info["config"]["video"], config.export.mosaic, show_progress)
+        outputs += _write_videos(cameras, drawings, out_dir, run_info["config"]["video"], config.export.mosaic, layout, show_progress)
     summary = RunSummary(
         out_dir,
         len(cameras),
@@ -231,10 +234,18 @@ def cameras_of_run(run_info: dict) -> list[Camera]:
     return [_camera_from_info(info) for info in run_info["cameras"]]
 
 
+def _check_frames_to_process(cameras: list[Camera], max_frames: int | None, max_seconds: float | None) -> None:
+    for camera in cameras:
+        if frames_available(camera, max_frames, max_seconds) == 0:
+            raise CctrackError(f"--max-seconds {max_seconds:g} (video.max_seconds) gives no frame of camera {camera.name} ({camera.fps:g} fps)")
+
+
 def _write_videos(
-    cameras: list[Camera], drawings: list[TrackDrawing], out_dir: Path, video_settings: dict, mosaic: bool, show_progress: bool
+    cameras: list[Camera], drawings: list[TrackDrawing], out_dir: Path, video_settings: dict, mosaic: bool,
+    layout: CameraLayout | None, show_progress: bool,
 ) -> list[Path]:
-    """Videos cover the frames the tracking run processed (its max_frames and stride), not a re-link's."""
+    """Videos cover the frames the tracking run processed (its max_frames, max_seconds and stride), not a
+    re-link's; the mosaic is on the layout's clock."""
     missing = [camera.path for camera in cameras if not camera.path.exists()]
     if missing:
         raise CctrackError(f"cannot draw videos: source {missing[0]} is gone (set export.video=false)")
@@ -246,6 +257,8 @@ def _write_videos(
         stride=video_settings["stride"],
         mosaic=mosaic and len(cameras) > 1,
         show_progress=show_progress,
+        max_seconds=video_settings.get("max_seconds"),  # absent from the caches of earlier versions
+        clock=layout.camera_clock([camera.fps for camera in cameras]) if layout is not None else None,
     )
 
 

@@ -22,7 +22,7 @@ from cctrack.video import Camera, frames_to_process, read_frames
 class CameraTracks:
     camera: Camera
     tracklets: list[Tracklet]
-    frames_processed: int  # frames read and detected (after stride and max_frames)
+    frames_processed: int  # frames read and detected (after stride, max_frames and max_seconds)
     last_frame: int  # 0-based index of the last frame processed
     stride: int
 
@@ -36,12 +36,13 @@ def track_cameras(
     max_frames: int | None = None,
     stride: int = 1,
     show_progress: bool = True,
+    max_seconds: float | None = None,
 ) -> list[CameraTracks]:
     """Detect and track people in every camera; one `CameraTracks` per camera, in the given order."""
     trackers = [Tracker(tracker_settings, fps=camera.fps / stride) for camera in cameras]
     collectors = [TrackletCollector(camera.name, crops_per_tracklet) for camera in cameras]
-    streams: list[Iterator[tuple[int, np.ndarray]] | None] = [read_frames(c, max_frames, stride) for c in cameras]
-    totals = [frames_to_process(camera, max_frames, stride) for camera in cameras]
+    streams: list[Iterator[tuple[int, np.ndarray]] | None] = [read_frames(c, max_frames, stride, max_seconds) for c in cameras]
+    totals = [frames_to_process(camera, max_frames, stride, max_seconds) for camera in cameras]
     bars = [
         progress_bar(total, f"track {camera.name}", "frame", show_progress, position=i)
         for i, (camera, total) in enumerate(zip(cameras, totals))

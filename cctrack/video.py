@@ -7,6 +7,7 @@ the camera's own video; MOTChallenge files add 1 on export.
 from __future__ import annotations
 
 import configparser
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -126,20 +127,33 @@ def _seqinfo_fps(path: Path) -> float | None:
         raise CctrackError(f"cannot read frameRate from {path}: {error}") from None
 
 
-def frames_to_process(camera: Camera, max_frames: int | None = None, stride: int = 1) -> int:
+def frames_available(camera: Camera, max_frames: int | None = None, max_seconds: float | None = None) -> int:
+    """How many of the camera's first frames a run reads: all of them, at most `max_frames`, and at most
+    `max_seconds` of this camera's video (floor(seconds x fps) frames)."""
+    available = camera.frame_count
+    if max_frames is not None:
+        available = min(available, max_frames)
+    if max_seconds is not None:
+        # The epsilon keeps 0.29 s x 100 fps = 28.999999999999996 at 29 frames.
+        available = min(available, math.floor(max_seconds * camera.fps + 1e-9))
+    return available
+
+
+def frames_to_process(camera: Camera, max_frames: int | None = None, stride: int = 1, max_seconds: float | None = None) -> int:
     """How many frames `read_frames` yields for these settings."""
-    available = camera.frame_count if max_frames is None else min(camera.frame_count, max_frames)
-    return (available + stride - 1) // stride
+    return (frames_available(camera, max_frames, max_seconds) + stride - 1) // stride
 
 
-def read_frames(camera: Camera, max_frames: int | None = None, stride: int = 1) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (frame_index, BGR frame) for every `stride`-th frame among the first `max_frames`.
+def read_frames(
+    camera: Camera, max_frames: int | None = None, stride: int = 1, max_seconds: float | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (frame_index, BGR frame) for every `stride`-th frame among the first `frames_available`.
 
     A source that stops decoding before its reported length is an error, not a short camera.
     """
     if stride < 1:
         raise CctrackError(f"frame stride must be >= 1, got {stride}")
-    last_index = camera.frame_count if max_frames is None else min(camera.frame_count, max_frames)
+    last_index = frames_available(camera, max_frames, max_seconds)
     if camera.is_image_sequence:
         for index in range(0, last_index, stride):
             frame = cv2.imread(str(camera.image_files[index]))

@@ -45,3 +45,45 @@ def short_sample(tmp_path_factory) -> Path:
     for camera in ("cam_left", "cam_right"):
         write_video(folder / f"{camera}.mp4", read_sample_frames(camera, 30))
     return folder
+
+
+FRAME_BITS = 7  # frame numbers up to 126; 0 reads back from a black tile
+
+
+def numbered_frame(index: int) -> np.ndarray:
+    """A 64 x 128 frame that shows index + 1 in binary as white 16-pixel columns (survives mp4v)."""
+    frame = np.zeros((64, 128, 3), np.uint8)
+    for bit in range(FRAME_BITS):
+        if (index + 1) >> bit & 1:
+            frame[:, bit * 16 : (bit + 1) * 16] = 255
+    return frame
+
+
+def frame_number(tile: np.ndarray) -> int:
+    """The index numbered_frame drew on a 64 x 128 tile, -1 for black; reads the rows below the camera name."""
+    columns = tile[40:, : FRAME_BITS * 16].reshape(24, FRAME_BITS, 16, 3).mean(axis=(0, 2, 3)) > 128
+    return sum(1 << bit for bit in range(FRAME_BITS) if columns[bit]) - 1
+
+
+def numbered_cameras(folder: Path, fps_and_frames: dict[str, tuple[float, int]]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, (fps, count) in fps_and_frames.items():
+        write_video(folder / f"{name}.mp4", [numbered_frame(i) for i in range(count)], fps=fps)
+    return folder
+
+
+def read_mosaic(path: Path) -> list[tuple[int, int]]:
+    """(left camera's frame, right camera's frame) shown in every frame of a two-camera mosaic."""
+    capture = cv2.VideoCapture(str(path))
+    shown = []
+    while (decoded := capture.read())[0]:
+        shown.append((frame_number(decoded[1][:, :128]), frame_number(decoded[1][:, 128:])))
+    capture.release()
+    return shown
+
+
+def frame_count(path: Path) -> int:
+    capture = cv2.VideoCapture(str(path))
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    capture.release()
+    return count

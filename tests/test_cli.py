@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import importlib.metadata
 import json
+import os
 import pickle
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -18,7 +22,7 @@ from cctrack.cache import load_run_info, load_tracklets
 from cctrack.errors import CctrackError
 from cctrack.export import check_crops_present, validate_identities
 from cctrack.pipeline import RunSummary
-from tests.conftest import read_sample_frames, write_video
+from tests.conftest import frame_count, numbered_cameras, read_mosaic, read_sample_frames, write_video
 
 runner = CliRunner()
 
@@ -272,6 +276,11 @@ BAD_INPUTS = {
     ),
     "bad-config-key": (lambda tmp, sample: (sample, ["--set", "detector.imgsz=640"]), "unknown key detector.imgsz"),
     "bad-config-value": (lambda tmp, sample: (sample, ["--set", "tracker.lost_track_seconds=-2"]), "lost_track_seconds"),
+    "zero-max-seconds": (lambda tmp, sample: (sample, ["--max-seconds", "0"]), "video.max_seconds must be > 0 or null, got 0.0"),
+    "max-seconds-under-a-frame": (
+        lambda tmp, sample: (sample, ["--max-seconds", "0.05"]),
+        "--max-seconds 0.05 (video.max_seconds) gives no frame of camera cam_left (10 fps)",
+    ),
 }
 
 
@@ -428,3 +437,102 @@ def test_progress_in_a_log_file_is_plain_lines(crossing_sample, tmp_path):
         assert any(line.startswith(prefix) for line in lines), result.stderr
     assert any(line.startswith("embed: ") and " crops in " in line for line in lines), result.stderr
     assert "  cache/" in result.stdout.splitlines() and "  crops/" in result.stdout.splitlines()
+
+
+def _no_space(self, data):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def _cannot_encode(image_type, image, params=None):
+    return False, None
+
+
+@pytest.mark.parametrize("fail, cause", [
+    (lambda monkeypatch: monkeypatch.setattr(Path, "write_bytes", _no_space), "No space left on device"),
+    (lambda monkeypatch: monkeypatch.setattr(cv2, "imencode", _cannot_encode), "OpenCV cannot encode a (")
+], ids=["disk-full", "encoder-fails"])
+def test_a_crop_that_cannot_be_written_stops_the_run_naming_it_and_why(crossing_sample, tmp_path, monkeypatch, fail, cause):
+    fail(monkeypatch)
+    out = tmp_path / "out"
+    result = invoke("run", crossing_sample, "--out", out, "--max-frames", "4", "--no-link", "--no-video", "--quiet")
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: cannot write {out / 'crops'}/") and cause in lines[0], result.stderr
+    assert not list((out / "crops").rglob("*.jpg")) and not [p for p in files_under(out) if ".tmp" in p.name]
+
+
+class TruncatingVideoWriter:
+    """OpenCV's video writer on a disk that fills up: every call succeeds, and the file ends without its
+    index (an mp4 without its moov atom)."""
+
+    real = cv2.VideoWriter
+
+    def __init__(self, path, *args):
+        self.path = Path(path)
+        self.writer = self.real(path, *args)
+
+    def isOpened(self):
+        return self.writer.isOpened()
+
+    def write(self, frame):
+        self.writer.write(frame)
+
+    def release(self):
+        self.writer.release()
+        if self.path.exists():
+            os.truncate(self.path, self.path.stat().st_size // 2)
+
+
+def test_a_video_that_does_not_play_back_stops_the_run_and_is_not_renamed_into_place(crossing_sample, tmp_path, monkeypatch):
+    monkeypatch.setattr(cv2, "VideoWriter", TruncatingVideoWriter)
+    out = tmp_path / "out"
+    result = invoke("run", crossing_sample, "--out", out, "--max-frames", "4", "--no-link", "--quiet")
+    assert result.exit_code == 2, result.output
+    video = out / "videos" / "cam_left.mp4"
+    assert result.stderr.strip().splitlines() == [f"error: cannot write {video}: the written video reads back 0 of its 4 frames"]
+    assert files_under(out / "videos") == []
+
+
+FULL_DISK_SCRIPT = """
+mount -t tmpfs -o size=128k tmpfs "$1" || exit 77
+"$2" -m cctrack.cli run "$3" --out "$1/out" --no-link --imgsz 160 --quiet 2>"$1/stderr"
+echo "exit $?"
+tail -n 1 "$1/stderr"
+find "$1/out" -name "*.mp4"
+"""
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare(1) to mount a small tmpfs")
+def test_a_full_disk_names_the_video_and_leaves_no_unplayable_file(tmp_path):
+    """A real 128 KiB tmpfs as --out: the small files fit, two cameras of noise (about 180 KB each) do not."""
+    rng = np.random.default_rng(0)
+    cams = tmp_path / "cams"
+    cams.mkdir()
+    for name in ("a", "b"):
+        write_video(cams / f"{name}.mp4", [rng.integers(0, 256, (120, 160, 3), dtype=np.uint8) for _ in range(20)])
+    (tmp_path / "disk").mkdir()
+    done = subprocess.run(["unshare", "--mount", "sh", "-c", FULL_DISK_SCRIPT, "sh", tmp_path / "disk", sys.executable, cams],
+                          capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parent.parent)
+    if done.returncode == 77 or "exit" not in done.stdout:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    exit_line, error_line, *videos = done.stdout.strip().splitlines()
+    assert exit_line == "exit 2"
+    assert error_line.startswith(f"error: cannot write {tmp_path / 'disk' / 'out' / 'videos'}/")
+    assert error_line.endswith(".mp4: No space left on device")
+    assert videos == []
+
+
+def test_max_seconds_cuts_cameras_of_10_and_25_fps_at_the_same_time_and_the_mosaic_follows_the_layout(tmp_path):
+    """2 s of each camera: 20 and 50 frames. The layout starts b_fast's clock 1 s later, so the mosaic spans
+    3 s at 25 fps: frame k (time k / 25 s) shows a_slow's frame 2k // 5 during 0-2 s, b_fast's k - 25 during 1-3 s."""
+    cams = numbered_cameras(tmp_path / "cams", {"a_slow": (10.0, 30), "b_fast": (25.0, 75)})
+    config = tmp_path / "layout.yaml"
+    config.write_text("layout:\n  cameras:\n    b_fast: {time_offset_seconds: 1.0}\n")
+    out = tmp_path / "out"
+    result = invoke("run", cams, "--out", out, "--config", config, "--max-seconds", "2", "--no-link", "--imgsz", "160", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert [c["frames_processed"] for c in load_run_info(out)["cameras"]] == [20, 50]
+    assert [frame_count(out / "videos" / f"{name}.mp4") for name in ("a_slow", "b_fast")] == [20, 50]
+    expected = [(2 * k // 5 if k < 50 else -1, k - 25 if k >= 25 else -1) for k in range(75)]
+    assert read_mosaic(out / "videos" / "mosaic.mp4") == expected
+    assert "--max-seconds" in invoke("run", "--help").stdout

@@ -1,9 +1,11 @@
 
+from pathlib import Path
+
 import cv2
 import pytest
 
 from cctrack.errors import CctrackError
-from cctrack.video import discover_cameras, frames_to_process, read_frames
+from cctrack.video import Camera, discover_cameras, frames_to_process, read_frames
 from tests.conftest import SAMPLE_DIR, read_sample_frames, write_video
 
 
@@ -22,6 +24,14 @@ def test_read_frames_streams_with_stride_and_max_frames(short_sample):
     assert indices == [0, 3, 6, 9]
     assert frames_to_process(camera, max_frames=10, stride=3) == 4
     assert frames_to_process(camera, stride=7) == 5  # 30 frames: 0, 7, 14, 21, 28
+
+
+def test_max_seconds_counts_each_cameras_own_frames():
+    slow, fast, odd = (Camera(name, Path(name), fps, 1000, 64, 64) for name, fps in [("slow", 10.0), ("fast", 25.0), ("odd", 100.0)])
+    assert [frames_to_process(camera, max_seconds=2) for camera in (slow, fast)] == [20, 50]
+    assert frames_to_process(fast, max_frames=30, max_seconds=2) == 30  # whichever is fewer
+    assert frames_to_process(fast, stride=3, max_seconds=2) == 17  # 0, 3, ..., 48
+    assert frames_to_process(odd, max_seconds=0.29) == 29  # not 28: 0.29 x 100 is 28.999999999999996 in floats
 
 
 def test_image_sequence_camera_reads_seqinfo_fps(tmp_path):
