@@ -60,7 +60,7 @@ def main() -> None:
         shutil.copytree(source, out_dir)
         before = scores(out_dir, gt_dir, [])
         started = time.perf_counter()
-        summary = adapt(out_dir, load_config(None, ["reid.device=cpu", "export.video=false"]),
+        summary = adapt(out_dir, load_config(None, ["device=cpu", "export.video=false"]),
                         AdaptSettings(steps=args.steps), show_progress=False)
         seconds = time.perf_counter() - started
         after = scores(out_dir, gt_dir, [f"reid.checkpoint={summary.weights}"])

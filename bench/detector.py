@@ -48,7 +48,7 @@ def main() -> None:
     frames, truths = sample_frames(args.every)
     rows = []
     for size in args.sizes:
-        detector = PersonDetector(DetectorSettings(image_size=size, device=args.device))
+        detector = PersonDetector(DetectorSettings(image_size=size), args.device)
         detector.detect(frames[:2])  # warm-up
         start = time.perf_counter()
         detections = detector.detect(frames)
@@ -68,7 +68,7 @@ def main() -> None:
     for row in rows:
         print(f"{row['image_size']:6d}{row['recall']:9.3f}{row['precision']:11.3f}{row['ms_per_frame']:10.1f}{row['ms_per_frame'] / reference:16.2f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"frames": len(frames), "device": detector.device, "rows": rows}, indent=2) + "\n")
+    args.out.write_text(json.dumps({"frames": len(frames), "device": str(detector.device), "rows": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -110,7 +110,7 @@ def link_quality(out_dir: Path, gt_dir: Path, person: np.ndarray, tracklets) -> 
 
 def pair_auc(out_dir: Path, tracklets, person: np.ndarray, overrides: list[str]) -> float:
     """ROC AUC of the default link log-odds over every cross-camera tracklet pair."""
-    config = load_config(None, overrides + ["reid.device=cpu"])
+    config = load_config(None, overrides + ["device=cpu"])
     embedder = load_embedder(config.reid.checkpoint, "cpu", None, 128, config.reid.descriptor)
     embeddings = cache.load_embeddings(out_dir, len(tracklets))
     run_info = cache.load_run_info(out_dir)
@@ -123,13 +123,13 @@ def pair_auc(out_dir: Path, tracklets, person: np.ndarray, overrides: list[str])
     cross = (table.camera_index[a] != table.camera_index[b]) & (person[a] >= 0) & (person[b] >= 0)
     a, b = a[cross], b[cross]
     similarity = np.einsum("ij,ij->i", descriptors[a], descriptors[b])
-    log_odds = pair_log_odds(table, descriptors, a, b, similarity, start, end, math.inf, LinkSettings(device="cpu"),
+    log_odds = pair_log_odds(table, descriptors, a, b, similarity, start, end, math.inf, LinkSettings(),
                              embedder.calibration, learn_transit=True)
     return roc_auc(log_odds, person[a] == person[b])
 
 
 def relink_with(out_dir: Path, overrides: list[str]) -> None:
-    relink(out_dir, load_config(None, overrides + ["reid.device=cpu", "export.video=false"]), show_progress=False)
+    relink(out_dir, load_config(None, overrides + ["device=cpu", "export.video=false"]), show_progress=False)
 
 
 def main() -> None:
@@ -148,7 +148,7 @@ def main() -> None:
         out_dir = args.out / name
         if not (args.reuse and (out_dir / "identities.json").is_file()):
             print(f"cctrack run on {name} ...", flush=True)
-            run(videos, out_dir, load_config(None, ["export.video=false", "reid.device=cpu", "detector.device=cpu"]), show_progress=False)
+            run(videos, out_dir, load_config(None, ["export.video=false", "device=cpu"]), show_progress=False)
         tracklets = cache.load_tracklets(out_dir, cache.load_run_info(out_dir))
         person = ground_truth_person(tracklets, gt_dir)
         rows = {}

@@ -54,7 +54,7 @@ def ultralytics_track_fps(video_dir: Path, frames: int | None, image_size: int, 
 
 def cctrack_run(video_dir: Path, out_dir: Path, frames: int | None, device: str) -> tuple[float, int]:
     """(frames per second, frames) of the whole `cctrack run` without video writing."""
-    overrides = [f"detector.device={device}", f"reid.device={device}", "export.video=false"]
+    overrides = [f"device={device}", "export.video=false"]
     if frames is not None:
         overrides.append(f"video.max_frames={frames}")
     config = load_config(None, overrides)
@@ -79,7 +79,7 @@ THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 
 
 def relink_with(out_dir: Path, descriptor: str, device: str, threshold: float | None = None) -> None:
-    overrides = [f"reid.descriptor={descriptor}", f"reid.device={device}", "export.video=false"]
+    overrides = [f"reid.descriptor={descriptor}", f"device={device}", "export.video=false"]
     if threshold is not None:
         overrides.append(f"link.distance_threshold={threshold}")
     relink(out_dir, load_config(None, overrides), show_progress=False)
@@ -110,7 +110,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=Path("bench/results/pipeline"))
     args = parser.parse_args()
-    device = resolve_device(args.device)
+    device = str(resolve_device(args.device))  # a name: for ultralytics, the config and the JSON
     image_size = load_config(None).detector.image_size
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict = {"device": device, "frames_per_camera": args.frames or "all", "image_size": image_size}

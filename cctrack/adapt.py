@@ -21,6 +21,7 @@ import numpy as np
 
 from cctrack import cache
 from cctrack.config import RunConfig
+from cctrack.device import resolve_device
 from cctrack.embed import IMAGENET_BASELINE, embed_tracklets, load_embedder
 from cctrack.errors import CctrackError
 from cctrack.link import TrackletTable, center_per_camera, link_tracklets, tracklet_seconds
@@ -130,20 +131,21 @@ def _adapt(out_dir: Path, config: RunConfig, settings, link_probability: float, 
     if len(tracklets) < 2:
         raise CctrackError(f"cctrack adapt needs at least 2 tracklets; {out_dir} has {len(tracklets)}")
     layout = CameraLayout.from_dict(config.layout, list(table.camera_names)) if config.layout is not None else None
-    base = load_embedder(config.reid.checkpoint, config.reid.device, config.reid.half, config.reid.batch_size)
+    device = resolve_device(config.device)
+    base = load_embedder(config.reid.checkpoint, device, config.reid.half, config.reid.batch_size)
     if base.calibration is None:
         raise CctrackError(f"{base.description} has no link calibration; fit one with `reid calibrate` before adapting")
     crops = cache.load_crops(out_dir, tracklets)
     before = embed_tracklets(crops, base, show_progress)
-    linked = link_tracklets(table, before.descriptors, config.link, layout, base.calibration)
+    linked = link_tracklets(table, before.descriptors, config.link, layout, base.calibration, device)
     group = confident_groups(len(tracklets), linked.links, link_probability)
     different = co_occurring(table)
 
     weights = out_dir / ADAPTED_WEIGHTS
     try:
-        result = adapt_weights(base.weights_path, crops, group, different, weights, settings, config.reid.device,
+        result = adapt_weights(base.weights_path, crops, group, different, weights, settings, device,
                                progress=show_progress, extra={"adapted_on": str(out_dir.resolve())})
-        adapted = load_embedder(str(weights), config.reid.device, config.reid.half, config.reid.batch_size)
+        adapted = load_embedder(str(weights), device, config.reid.half, config.reid.batch_size)
         after = embed_tracklets(crops, adapted, show_progress)
         strangers_before = stranger_similarity(table, before.descriptors)
         strangers_after = stranger_similarity(table, after.descriptors)

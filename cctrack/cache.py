@@ -47,16 +47,13 @@ def crop_path(camera: str, track_id: int, rank: int) -> str:
     return f"crops/{camera}/{track_id:05d}_{rank}.jpg"
 
 
-def save_tracklets(out_dir: Path, tracklets: list[Tracklet], run_info: dict, write_crops: bool = True) -> None:
-    if write_crops:
-        for tracklet in tracklets:
-            for rank, crop in enumerate(tracklet.crops):
-                path = Path(out_dir) / crop_path(tracklet.camera, tracklet.track_id, rank)
-                # Encoded here and written by Python, so a failed write says why (cv2.imwrite only says False).
-                encoded, jpeg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, CROP_JPEG_QUALITY])
-                if not encoded:
-                    raise CctrackError(f"cannot write {path}: OpenCV cannot encode a {crop.shape} crop as JPEG")
-                write_bytes_atomic(path, jpeg.tobytes())
+def save_tracklets(out_dir: Path, tracklets: list[Tracklet], run_info: dict) -> list[list[np.ndarray]]:
+    """Write the crops (JPEG) and the cache. Returns each tracklet's crops as decoded from the bytes just
+    written: the pixels `load_crops` reads back, so a run embeds exactly what a re-link re-embeds."""
+    decoded = []
+    for tracklet in tracklets:
+        decoded.append([_write_crop(Path(out_dir) / crop_path(tracklet.camera, tracklet.track_id, rank), crop)
+                        for rank, crop in enumerate(tracklet.crops)])
     camera_names = [camera["name"] for camera in run_info["cameras"]]
     arrays = {
         "version": np.asarray(CACHE_VERSION),
@@ -73,6 +70,16 @@ def save_tracklets(out_dir: Path, tracklets: list[Tracklet], run_info: dict, wri
     with atomic_path(cache_dir(out_dir) / "tracklets.npz") as temporary:
         np.savez(temporary, **arrays)
     write_json_atomic(cache_dir(out_dir) / "run.json", {"cache_version": CACHE_VERSION, **run_info})
+    return decoded
+
+
+def _write_crop(path: Path, crop: np.ndarray) -> np.ndarray:
+    # Encoded here and written by Python, so a failed write says why (cv2.imwrite only says False).
+    encoded, jpeg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, CROP_JPEG_QUALITY])
+    if not encoded:
+        raise CctrackError(f"cannot write {path}: OpenCV cannot encode a {crop.shape} crop as JPEG")
+    write_bytes_atomic(path, jpeg.tobytes())
+    return cv2.imdecode(jpeg, cv2.IMREAD_COLOR)  # the decoder cv2.imread uses in load_crops
 
 
 def load_run_info(out_dir: Path) -> dict:
@@ -81,9 +88,15 @@ def load_run_info(out_dir: Path) -> dict:
         raise CctrackError(f"no cache in {out_dir}: {path} is missing (run `cctrack run` first)")
     try:
         info = json.loads(path.read_text())
-        assert info["cache_version"] == CACHE_VERSION and isinstance(info["cameras"], list)
-    except (json.JSONDecodeError, KeyError, AssertionError, TypeError):
-        raise CctrackError(f"corrupt cache: {path} is not a cctrack run record; re-run `cctrack run`") from None
+    except ValueError:  # not JSON, or not text
+        info = None
+    if not isinstance(info, dict) or not isinstance(info.get("cameras"), list) or "cache_version" not in info:
+        raise CctrackError(f"corrupt cache: {path} is not a cctrack run record; re-run `cctrack run`")
+    if info["cache_version"] != CACHE_VERSION:
+        raise CctrackError(
+            f"cache {path} has version {info['cache_version']!r} but this cctrack reads version {CACHE_VERSION}: "
+            "re-run `cctrack run` to rebuild it, or use the cctrack that wrote it"
+        )
     return info
 
 

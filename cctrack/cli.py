@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
-import json
 import sys
 from pathlib import Path
 from typing import Callable, Optional
@@ -17,6 +16,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Multi-camera
 
 CONFIG_HELP = "YAML config (default: configs/default.yaml)"
 SET_HELP = "Override any config value, e.g. --set detector.image_size=1280 (repeatable)"
+DEVICE_HELP = "Where the detector, the re-id model and the linker run: auto, cpu, cuda, cuda:1, ... (config: device)"
 
 
 def _user_errors(command: Callable) -> Callable:
@@ -46,12 +46,6 @@ def main_options(
     """Options before the command name (typer calls this before every command)."""
 
 
-def _overrides(settings: list[str], **flags: object) -> list[str]:
-    """Explicit flags become `section.key=value` overrides, applied after --set (JSON is valid YAML)."""
-    extra = [f"{key.replace('__', '.')}={json.dumps(value)}" for key, value in flags.items() if value is not None]
-    return list(settings) + extra
-
-
 @app.command("run")
 @_user_errors
 def run_command(
@@ -70,7 +64,7 @@ def run_command(
     image_size: Optional[int] = typer.Option(None, "--imgsz", help="Detector inference size (pixels, multiple of 32)"),
     detector_weights: Optional[str] = typer.Option(None, "--detector-weights", help="An ultralytics .pt file"),
     reid_checkpoint: Optional[str] = typer.Option(None, "--reid-checkpoint", help="A CSSC checkpoint from `reid train`; default: the shipped model; imagenet: the untrained baseline"),
-    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda:0, ..."),
+    device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
     video: Optional[bool] = typer.Option(None, "--video/--no-video", help="Write annotated videos"),
     link: Optional[bool] = typer.Option(None, "--link/--no-link", help="Link tracklets across cameras (re-id)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run of other videos in OUT (only cctrack's own outputs are removed)"),
@@ -80,20 +74,18 @@ def run_command(
     from cctrack.config import load_config
     from cctrack.pipeline import run
 
-    overrides = _overrides(
-        settings,
-        video__max_frames=max_frames,
-        video__max_seconds=max_seconds,
-        video__stride=stride,
-        detector__image_size=image_size,
-        detector__weights=detector_weights,
-        reid__checkpoint=reid_checkpoint,
-        detector__device=device,
-        reid__device=device,
-        export__video=video,
-        export__link=link,
-    )
-    summary = run(video_dir, out, load_config(config, overrides), show_progress=not quiet, overwrite=overwrite)
+    flags = {
+        "video.max_frames": max_frames,
+        "video.max_seconds": max_seconds,
+        "video.stride": stride,
+        "detector.image_size": image_size,
+        "detector.weights": detector_weights,
+        "reid.checkpoint": reid_checkpoint,
+        "device": device,
+        "export.video": video,
+        "export.link": link,
+    }
+    summary = run(video_dir, out, load_config(config, settings, flags), show_progress=not quiet, overwrite=overwrite)
     typer.echo(summary.text())
 
 
@@ -104,7 +96,7 @@ def link_command(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
     settings: list[str] = typer.Option([], "--set", help=SET_HELP),
     reid_checkpoint: Optional[str] = typer.Option(None, "--reid-checkpoint", help="A CSSC checkpoint (re-embeds cached crops)"),
-    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda:0, ..."),
+    device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
     video: Optional[bool] = typer.Option(None, "--video/--no-video", help="Write annotated videos"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars"),
 ) -> None:
@@ -112,8 +104,8 @@ def link_command(
     from cctrack.config import load_config
     from cctrack.pipeline import relink
 
-    overrides = _overrides(settings, reid__checkpoint=reid_checkpoint, reid__device=device, export__video=video)
-    summary = relink(out_dir, load_config(config, overrides), show_progress=not quiet)
+    flags = {"reid.checkpoint": reid_checkpoint, "device": device, "export.video": video}
+    summary = relink(out_dir, load_config(config, settings, flags), show_progress=not quiet)
     typer.echo(summary.text())
 
 
@@ -126,7 +118,7 @@ def adapt_command(
     reid_checkpoint: Optional[str] = typer.Option(None, "--reid-checkpoint", help="The CSSC model to adapt (default: the shipped one)"),
     steps: int = typer.Option(200, "--steps", min=1, help="Fine-tuning steps (64 crops each)"),
     link_probability: float = typer.Option(0.95, "--link-probability", min=0.5, max=1.0, help="Links at least this likely count as one person in training"),
-    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda:0, ..."),
+    device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
     video: Optional[bool] = typer.Option(None, "--video/--no-video", help="Write annotated videos"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars"),
 ) -> None:
@@ -135,8 +127,8 @@ def adapt_command(
     from cctrack.config import load_config
     from reid.adapt import AdaptSettings
 
-    overrides = _overrides(settings, reid__checkpoint=reid_checkpoint, reid__device=device, export__video=video)
-    summary = adapt(out_dir, load_config(config, overrides), AdaptSettings(steps=steps), link_probability, show_progress=not quiet)
+    flags = {"reid.checkpoint": reid_checkpoint, "device": device, "export.video": video}
+    summary = adapt(out_dir, load_config(config, settings, flags), AdaptSettings(steps=steps), link_probability, show_progress=not quiet)
     typer.echo(summary.text())
 
 

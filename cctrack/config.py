@@ -1,7 +1,9 @@
-"""The run configuration: a YAML file with one section per stage, loaded into typed dataclasses.
+"""The run configuration: a YAML file with one section per stage (and `device`, shared by all stages),
+loaded into typed dataclasses.
 
-Every value can be overridden from the command line as `--set section.key=value` (YAML syntax for the
-value). Unknown sections or keys and values of the wrong type are errors that name the key.
+Every value can be overridden from the command line as `--set section.key=value` or `--set device=cpu`
+(YAML syntax for the value); the CLI's own flags arrive as typed values under the same keys. Unknown
+sections or keys and values of the wrong type are errors that name the key.
 """
 
 from __future__ import annotations
@@ -60,7 +62,6 @@ class ReidSettings:
     checkpoint: str | None = None
     # "reid": the network above; "colour_histogram": the colour baseline (for comparisons, see bench/pipeline.py).
     descriptor: str = "reid"
-    device: str = "auto"
     half: bool | None = None  # fp16 on GPU; None = on when the device is a GPU
     batch_size: int = 128  # crops per forward pass
 
@@ -75,12 +76,14 @@ class ReidSettings:
 class ExportSettings:
     video: bool = True  # annotated video per camera
     mosaic: bool = True  # side-by-side video of all cameras
-    crops: bool = True  # representative crop image per tracklet
     link: bool = True  # run the embedding and cross-camera stages (off = per-camera tracking only)
 
 
 @dataclass(frozen=True)
 class RunConfig:
+    # Where the detector, the re-id embedder and the linker run, resolved once by cctrack.device:
+    # "auto" = a CUDA GPU when present, else the CPU; or cpu, cuda, cuda:1, ...
+    device: str = "auto"
     video: VideoSettings = field(default_factory=VideoSettings)
     detector: DetectorSettings = field(default_factory=DetectorSettings)
     tracker: TrackerSettings = field(default_factory=TrackerSettings)
@@ -94,28 +97,52 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
-def load_config(path: Path | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """Read a YAML config (None = configs/default.yaml if present, else built-in defaults) and apply
-    `section.key=value` overrides."""
+TOP_LEVEL_SETTINGS = ("device",)  # RunConfig fields that are one value, not a section
+_ONE_DEVICE = "the device is one top-level setting for every stage: write `device: cpu` at the top of the config, or pass --device"
+# Keys of earlier versions, with what to write instead (an old config gets a pointer, not just "unknown key").
+REMOVED_KEYS = {
+    "detector.device": _ONE_DEVICE,
+    "reid.device": _ONE_DEVICE,
+    "link.device": _ONE_DEVICE,
+    "export.crops": "crops are always written: linking, `cctrack link`, `cctrack adapt` and `cctrack export-dataset` read them",
+}
+
+
+def load_config(path: Path | None = None, overrides: list[str] | None = None, flags: dict[str, Any] | None = None) -> RunConfig:
+    """Read a YAML config (None = configs/default.yaml if present, else built-in defaults), apply the
+    `section.key=value` texts of --set (YAML values), then `flags`: typed values by the same keys
+    ("video.stride", "device"), None meaning not given (the CLI's own options)."""
     raw: dict = {}
     if path is not None or DEFAULT_CONFIG_PATH.is_file():
         raw = _read_yaml(Path(path) if path is not None else DEFAULT_CONFIG_PATH)
     for override in overrides or []:
         key, separator, text = override.partition("=")
-        parts = key.strip().split(".")
-        if not separator or len(parts) != 2 or not all(parts):
-            raise CctrackError(f"bad override {override!r}: expected section.key=value, e.g. detector.image_size=1280")
+        if not separator:
+            raise CctrackError(f"bad override {override!r}: expected section.key=value or device=..., e.g. detector.image_size=1280")
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError:
             raise CctrackError(f"bad override {override!r}: value is not valid YAML") from None
-        section = raw.setdefault(parts[0], {})
-        if parts[0] == "layout":
-            raise CctrackError("the camera layout is set in the config file, not by --set")
-        if not isinstance(section, dict):
-            raise CctrackError(f"config section {parts[0]!r} must be a mapping")
-        section[parts[1]] = value
+        _set_value(raw, key.strip(), value, override)
+    for key, value in (flags or {}).items():
+        if value is not None:
+            _set_value(raw, key, value, key)
     return config_from_dict(raw)
+
+
+def _set_value(raw: dict, key: str, value: Any, given: str) -> None:
+    parts = key.split(".")
+    if parts[0] == "layout":
+        raise CctrackError("the camera layout is set in the config file, not by --set")
+    if key in TOP_LEVEL_SETTINGS:
+        raw[key] = value
+        return
+    if len(parts) != 2 or not all(parts) or parts[0] in TOP_LEVEL_SETTINGS:
+        raise CctrackError(f"bad override {given!r}: expected section.key=value or device=..., e.g. detector.image_size=1280")
+    section = raw.setdefault(parts[0], {})
+    if not isinstance(section, dict):
+        raise CctrackError(f"config section {parts[0]!r} must be a mapping")
+    section[parts[1]] = value
 
 
 def _read_yaml(path: Path) -> dict:
@@ -143,6 +170,9 @@ def config_from_dict(raw: dict) -> RunConfig:
                 raise CctrackError("config: layout must be a mapping")
             values[name] = section
             continue
+        if name in TOP_LEVEL_SETTINGS:
+            values[name] = _coerce(name, typing.get_type_hints(RunConfig)[name], section)
+            continue
         settings_type = typing.get_type_hints(RunConfig)[name]
         values[name] = _settings_from_dict(name, settings_type, section or {})
     return RunConfig(**values)
@@ -155,6 +185,8 @@ def _settings_from_dict(section: str, settings_type: type, raw: Any) -> Any:
     known = [f.name for f in dataclasses.fields(settings_type)]
     kwargs = {}
     for key, value in raw.items():
+        if f"{section}.{key}" in REMOVED_KEYS:
+            raise CctrackError(f"config: {section}.{key} was removed: {REMOVED_KEYS[f'{section}.{key}']}")
         if key not in known:
             raise CctrackError(f"config: unknown key {section}.{key} (known: {', '.join(known)})")
         kwargs[key] = _coerce(f"{section}.{key}", hints[key], value)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from cctrack.detections import Detections
 from cctrack.device import resolve_device
@@ -42,7 +43,6 @@ class DetectorSettings:
     min_score: float = 0.1  # keep low-score boxes: the tracker's second association stage uses them
     nms_iou: float = 0.7
     batch_size: int = 8  # frames per network call, across cameras
-    device: str = "auto"
     half: bool | None = None  # fp16; None = on when the device is a GPU
 
     def __post_init__(self) -> None:
@@ -57,9 +57,9 @@ class DetectorSettings:
 
 
 class PersonDetector:
-    """Finds people in batches of frames (any mix of cameras and sizes)."""
+    """Finds people in batches of frames (any mix of cameras and sizes), on `device` (see cctrack.device)."""
 
-    def __init__(self, settings: DetectorSettings = DetectorSettings()):
+    def __init__(self, settings: DetectorSettings = DetectorSettings(), device: str | torch.device = "auto"):
         from ultralytics import YOLO
 
         self.settings = settings
@@ -75,8 +75,8 @@ class PersonDetector:
         if not person:
             raise CctrackError(f"detector {self.weights_path.name} has no 'person' class (classes: {list(names.values())[:5]}...)")
         self.person_class = person[0]
-        self.device = resolve_device(settings.device)
-        self.half = self.device != "cpu" if settings.half is None else settings.half
+        self.device = resolve_device(device)
+        self.half = self.device.type == "cuda" if settings.half is None else settings.half
 
     def detect(self, frames: list[np.ndarray]) -> list[Detections]:
         """One `Detections` per BGR frame, in order."""
@@ -89,7 +89,7 @@ class PersonDetector:
                 conf=self.settings.min_score,
                 iou=self.settings.nms_iou,
                 classes=[self.person_class],
-                device=self.device,
+                device=str(self.device),
                 half=self.half,
                 verbose=False,
             )

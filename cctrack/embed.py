@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
 
 from cctrack.cache import TrackletEmbeddings
 from cctrack.errors import CctrackError
@@ -27,7 +28,7 @@ BASELINE_CALIBRATIONS_PATH = Path(__file__).resolve().parent / "baseline_calibra
 
 
 def load_embedder(
-    checkpoint: str | None, device: str = "auto", half: bool | None = None, batch_size: int = 128, descriptor: str = "reid"
+    checkpoint: str | None, device: str | torch.device = "auto", half: bool | None = None, batch_size: int = 128, descriptor: str = "reid"
 ):
     """The descriptor the app embeds crops with, with its link calibration (`.calibration`):
     checkpoint None -> the shipped CSSC model (reid.pretrained); "imagenet" -> the offline ImageNet

@@ -1,7 +1,9 @@
 """Exports: MOTChallenge txt per camera and `identities.json` (schema: cctrack/identities.schema.json).
 
 MOTChallenge rows are `frame,id,x,y,w,h,conf,-1,-1,-1` with 1-based frames; identities.json also uses
-1-based frames (the same numbers as the MOT files) and seconds from the start of each camera's video.
+1-based frames (the same numbers as the MOT files) and two clocks: `*_seconds` from the start of each
+camera's own video, `*_shared_seconds` on the layout's shared clock, the one linking compares cameras on
+(cctrack.link.layout: time offsets and fps corrections; without a layout the two are equal).
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from cctrack.cache import crop_path
 from cctrack.errors import CctrackError
 from cctrack.files import write_json_atomic, write_text_atomic
 from cctrack.link import LinkResult
+from cctrack.link.layout import CameraLayout
 from cctrack.tracklets import Tracklet
 
 # 1.1: a link's confidence is its probability (calibrated linking); 1.0 was a distance margin.
-SCHEMA_VERSION = "1.1"
+# 1.2: first/last_shared_seconds beside first/last_seconds (the camera's own clock).
+SCHEMA_VERSION = "1.2"
 SCHEMA_PATH = Path(__file__).resolve().parent / "identities.schema.json"
 
 
@@ -46,36 +50,44 @@ def write_mot_files(folder: Path, camera_names: list[str], tracklets: list[Track
     return paths
 
 
-def identities_document(run_info: dict, tracklets: list[Tracklet], result: LinkResult, link_config: dict) -> dict:
-    """The `identities.json` document (see SCHEMA_PATH for every field)."""
-    fps = {camera["name"]: float(camera["fps"]) for camera in run_info["cameras"]}
+def identities_document(run_info: dict, tracklets: list[Tracklet], result: LinkResult, link_config: dict,
+                        layout: CameraLayout | None = None) -> dict:
+    """The `identities.json` document (see SCHEMA_PATH for every field); `layout` sets the shared clock
+    (None: no layout, the cameras' own clocks)."""
+    names = [camera["name"] for camera in run_info["cameras"]]
+    video_fps = [float(camera["fps"]) for camera in run_info["cameras"]]
+    shared_fps, offset = (layout or CameraLayout.open(names)).camera_clock(video_fps)
     members: dict[int, list[int]] = {}
     for index, identity in enumerate(result.identity):
         members.setdefault(int(identity), []).append(index)
 
     def tracklet_entry(index: int) -> dict:
         t = tracklets[index]
-        camera_fps = fps[t.camera]
+        camera = names.index(t.camera)
         return {
             "camera": t.camera,
             "track_id": t.track_id,
             "first_frame": t.first_frame + 1,
             "last_frame": t.last_frame + 1,
-            "first_seconds": round(t.first_frame / camera_fps, 3),
-            "last_seconds": round(t.last_frame / camera_fps, 3),
+            "first_seconds": round(t.first_frame / video_fps[camera], 3),
+            "last_seconds": round(t.last_frame / video_fps[camera], 3),
+            "first_shared_seconds": round(float(t.first_frame / shared_fps[camera] + offset[camera]), 3),
+            "last_shared_seconds": round(float(t.last_frame / shared_fps[camera] + offset[camera]), 3),
             "boxes": int(len(t.frames)),
             "crop": crop_path(t.camera, t.track_id, 0) if len(t.crop_frames) else None,
         }
 
     identities = []
     for identity in sorted(members):
-        entries = sorted((tracklet_entry(i) for i in members[identity]), key=lambda e: (e["first_seconds"], e["camera"]))
+        entries = sorted((tracklet_entry(i) for i in members[identity]), key=lambda e: (e["first_shared_seconds"], e["camera"]))
         identities.append(
             {
                 "id": identity,
                 "cameras": sorted({e["camera"] for e in entries}),
                 "first_seconds": min(e["first_seconds"] for e in entries),
                 "last_seconds": max(e["last_seconds"] for e in entries),
+                "first_shared_seconds": min(e["first_shared_seconds"] for e in entries),
+                "last_shared_seconds": max(e["last_shared_seconds"] for e in entries),
                 "tracklets": entries,
             }
         )

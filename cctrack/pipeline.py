@@ -13,9 +13,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch
+
 from cctrack import cache
 from cctrack.config import RunConfig
 from cctrack.detect import PersonDetector
+from cctrack.device import resolve_device
 from cctrack.draw import TrackDrawing, write_annotated_videos
 from cctrack.embed import embed_tracklets, load_embedder, model_identity
 from cctrack.errors import CctrackError
@@ -71,16 +74,17 @@ def run(video_dir: Path, out_dir: Path, config: RunConfig, show_progress: bool =
     if config.layout is not None:
         CameraLayout.from_dict(config.layout, [camera.name for camera in cameras])  # fail before the long work
     _check_frames_to_process(cameras, config.video.max_frames, config.video.max_seconds)
+    device = resolve_device(config.device)
     # Every model is loaded before the long work, so a bad path fails at once and writes nothing.
-    embedder = _load_configured_embedder(config) if config.export.link else None
-    detector = PersonDetector(config.detector)
+    embedder = _load_configured_embedder(config, device) if config.export.link else None
+    detector = PersonDetector(config.detector, device)
     with output_lock(out_dir, "run"):
         claim_for_run(out_dir, cameras, overwrite)
-        return _track_and_export(video_dir, out_dir, cameras, config, detector, embedder, show_progress)
+        return _track_and_export(video_dir, out_dir, cameras, config, device, detector, embedder, show_progress)
 
 
-def _track_and_export(video_dir: Path, out_dir: Path, cameras: list[Camera], config: RunConfig, detector: PersonDetector,
-                      embedder, show_progress: bool) -> RunSummary:
+def _track_and_export(video_dir: Path, out_dir: Path, cameras: list[Camera], config: RunConfig, device: torch.device,
+                      detector: PersonDetector, embedder, show_progress: bool) -> RunSummary:
     tracks = track_cameras(
         cameras,
         detector,
@@ -119,7 +123,8 @@ def _track_and_export(video_dir: Path, out_dir: Path, cameras: list[Camera], con
         },
         "config": config.to_dict(),
     }
-    cache.save_tracklets(out_dir, tracklets, run_info)
+    # Embedded as decoded from the JPEGs written, the pixels a re-link re-embeds (not the raw crops).
+    crops = cache.save_tracklets(out_dir, tracklets, run_info)
     outputs = write_mot_files(out_dir / "tracks", [c.name for c in cameras], tracklets, [t.track_id for t in tracklets])
     if not config.export.link:
         if config.export.video:
@@ -127,8 +132,7 @@ def _track_and_export(video_dir: Path, out_dir: Path, cameras: list[Camera], con
             layout = CameraLayout.from_dict(config.layout, [c.name for c in cameras]) if config.layout is not None else None
             outputs += _write_videos(cameras, drawings, out_dir, run_info["config"]["video"], config.export.mosaic, layout, show_progress)
         return RunSummary(out_dir, len(cameras), len(tracklets), 0, 0, outputs)
-    crops = [list(t.crops) for t in tracklets]
-    return _embed_link_export(out_dir, cameras, tracklets, run_info, config, embedder, crops, outputs, show_progress)
+    return _embed_link_export(out_dir, cameras, tracklets, run_info, config, device, embedder, crops, outputs, show_progress)
 
 
 def relink(out_dir: Path, config: RunConfig, show_progress: bool = True) -> RunSummary:
@@ -148,14 +152,15 @@ def _relink(out_dir: Path, config: RunConfig, show_progress: bool) -> RunSummary
     outputs = [out_dir / "tracks" / f"{camera.name}.txt" for camera in cameras]
     if config.layout is not None:
         CameraLayout.from_dict(config.layout, [camera.name for camera in cameras])
-    embedder = _load_configured_embedder(config)
+    device = resolve_device(config.device)
+    embedder = _load_configured_embedder(config, device)
     crops = None  # loaded only if the embeddings have to be recomputed
-    return _embed_link_export(out_dir, cameras, tracklets, run_info, config, embedder, crops, outputs, show_progress)
+    return _embed_link_export(out_dir, cameras, tracklets, run_info, config, device, embedder, crops, outputs, show_progress)
 
 
-def _load_configured_embedder(config: RunConfig):
+def _load_configured_embedder(config: RunConfig, device: torch.device):
     reid = config.reid
-    return load_embedder(reid.checkpoint, reid.device, reid.half, reid.batch_size, reid.descriptor)
+    return load_embedder(reid.checkpoint, device, reid.half, reid.batch_size, reid.descriptor)
 
 
 def _embed_link_export(
@@ -164,6 +169,7 @@ def _embed_link_export(
     tracklets: list[Tracklet],
     run_info: dict,
     config: RunConfig,
+    device: torch.device,
     embedder,
     crops: list[list] | None,
     outputs: list[Path],
@@ -197,9 +203,9 @@ def _embed_link_export(
         "config": config.to_dict() | {"video": run_info["config"]["video"], "detector": run_info["config"]["detector"], "tracker": run_info["config"]["tracker"]},
     }
     table = tracklet_table(cameras, tracklets)
-    result: LinkResult = link_tracklets(table, embeddings.descriptors, config.link, layout, embedder.calibration)
+    result: LinkResult = link_tracklets(table, embeddings.descriptors, config.link, layout, embedder.calibration, device)
     identity = [int(i) for i in result.identity]
-    document = identities_document(run_info, tracklets, result, asdict(config.link))
+    document = identities_document(run_info, tracklets, result, asdict(config.link), layout)
     write_identities(out_dir / "identities.json", document)
     outputs = outputs + [out_dir / "identities.json"]
     outputs += write_mot_files(out_dir / "global", camera_names, tracklets, identity)

@@ -14,7 +14,7 @@ lost_track_seconds) tracked again, else removed. A tentative track that misses o
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from enum import Enum
 
 import lap
@@ -54,16 +54,8 @@ class TrackerSettings:
     lost_track_seconds: float = 3.0
 
     def __post_init__(self) -> None:
-        for field in fields(self):
-            value = getattr(self, field.name)
-            if field.type == "bool" and not isinstance(value, bool):
-                raise ValueError(f"tracker.{field.name} must be true or false, got {value!r}")
-            if field.type == "int" and (isinstance(value, bool) or not isinstance(value, int)):
-                raise ValueError(f"tracker.{field.name} must be an integer, got {value!r}")
-            if field.type == "float" and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise ValueError(f"tracker.{field.name} must be a number, got {value!r}")
-            if field.type == "float" and not math.isfinite(value):
-                raise ValueError(f"tracker.{field.name} must be finite, got {value!r}")
+        # Types are checked once, where the config enters (cctrack.config); these are the ranges. Written
+        # so that NaN fails every one (each comparison with NaN is false).
         for name in ("high_score", "low_score", "new_track_score"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"tracker.{name} must be in [0, 1], got {getattr(self, name)}")
@@ -81,8 +73,8 @@ class TrackerSettings:
                 raise ValueError(f"tracker.{name} must be in (0, 1], got {getattr(self, name)}")
         if self.min_hits < 1:
             raise ValueError(f"tracker.min_hits must be >= 1, got {self.min_hits}")
-        if self.lost_track_seconds < 0:
-            raise ValueError(f"tracker.lost_track_seconds must be >= 0, got {self.lost_track_seconds}")
+        if not 0 <= self.lost_track_seconds < math.inf:
+            raise ValueError(f"tracker.lost_track_seconds must be a finite number >= 0, got {self.lost_track_seconds}")
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,19 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = REPO_ROOT / "samples" / "pets09"
 
 
+def shared_pets_gt_path() -> Path:
+    """The PETS09-S2L1 ground truth in ../shared/data (or $CCTRACK_PETS_GT). One rule for every test
+    that needs ../shared: fail saying what is missing, never skip (CI has ../shared, so a missing file is
+    a broken setup, not a test to pass over quietly)."""
+    from cctrack.errors import CctrackError
+    from cctrack.sample import default_pets_gt_path
+
+    try:
+        return default_pets_gt_path()
+    except CctrackError as error:
+        pytest.fail(f"this test needs ../shared/data beside the checkout: {error}", pytrace=False)
+
+
 def read_sample_frames(camera: str, count: int, start: int = 0) -> list[np.ndarray]:
     capture = cv2.VideoCapture(str(SAMPLE_DIR / f"{camera}.mp4"))
     capture.set(cv2.CAP_PROP_POS_FRAMES, start)

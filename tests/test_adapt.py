@@ -8,11 +8,11 @@ import numpy as np
 from cctrack.adapt import co_occurring, confident_groups
 from cctrack.evaluate import read_mot_txt
 from cctrack.link import Link, TrackletTable, center_per_camera
-from cctrack.sample import SAMPLE_CAMERAS, SAMPLE_FPS, default_pets_gt_path, derive_camera_ground_truth, ground_truth_tracklets
+from cctrack.sample import SAMPLE_CAMERAS, SAMPLE_FPS, derive_camera_ground_truth, ground_truth_tracklets
 from reid.adapt import AdaptSettings, adapt_weights
 from reid.embedder import Embedder
 from reid.pretrained import default_weights_path
-from tests.conftest import SAMPLE_DIR
+from tests.conftest import SAMPLE_DIR, shared_pets_gt_path
 
 
 def test_co_occurring_tracklets_of_one_camera_are_known_different():
@@ -30,7 +30,7 @@ def test_only_confident_links_join_groups():
 
 
 def test_adapting_on_one_camera_separates_people_seen_together(tmp_path):
-    rows = derive_camera_ground_truth(read_mot_txt(default_pets_gt_path()), SAMPLE_CAMERAS[0])
+    rows = derive_camera_ground_truth(read_mot_txt(shared_pets_gt_path()), SAMPLE_CAMERAS[0])
     tracklets = ground_truth_tracklets(SAMPLE_DIR / f"{SAMPLE_CAMERAS[0].name}.mp4", rows, SAMPLE_CAMERAS[0].name, (0, 400))
     table = TrackletTable(("cam",), (SAMPLE_FPS,), [0] * len(tracklets), [t.first_frame for t in tracklets],
                           [t.last_frame for t in tracklets])

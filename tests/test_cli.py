@@ -22,7 +22,7 @@ from cctrack.cache import load_run_info, load_tracklets
 from cctrack.errors import CctrackError
 from cctrack.export import check_crops_present, validate_identities
 from cctrack.pipeline import RunSummary
-from tests.conftest import frame_count, numbered_cameras, read_mosaic, read_sample_frames, write_video
+from tests.conftest import frame_count, numbered_cameras, read_mosaic, read_sample_frames, shared_pets_gt_path, write_video
 
 runner = CliRunner()
 
@@ -198,6 +198,123 @@ def test_link_rejects_cached_embeddings_of_another_dimension(finished_run, tmp_p
     assert "2048-d" in result.stderr and "1280-d" in result.stderr
 
 
+def _cached_embeddings(out: Path) -> dict[str, np.ndarray]:
+    with np.load(out / "cache" / "embeddings.npz") as cached:
+        return dict(cached)
+
+
+def test_relink_re_embedding_the_cached_crops_gives_the_run_s_descriptors(finished_run, tmp_path):
+    """The run embeds its crops as decoded from the JPEGs it writes: the pixels a re-link re-embeds."""
+    out = tmp_path / "copy"
+    shutil.copytree(finished_run, out)
+    from_run = _cached_embeddings(out)
+    (out / "cache" / "embeddings.npz").unlink()
+    result = invoke("link", out, "--no-video", "--quiet")
+    assert result.exit_code == 0, result.output
+    re_embedded = _cached_embeddings(out)
+    assert str(re_embedded["model_sha256"]) == str(from_run["model_sha256"])
+    np.testing.assert_allclose(re_embedded["crop_embeddings"], from_run["crop_embeddings"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(re_embedded["descriptors"], from_run["descriptors"], rtol=0, atol=1e-6)
+    identities = [json.loads((folder / "identities.json").read_text())["identities"] for folder in (finished_run, out)]
+    assert identities[0] == identities[1]
+
+
+def test_relink_with_a_changed_crop_re_embeds_it_from_the_disk(finished_run, tmp_path):
+    """Without cached embeddings, `cctrack link` embeds the crops in crops/: change one, and only its
+    embedding changes."""
+    out = tmp_path / "copy"
+    shutil.copytree(finished_run, out)
+    from_run = _cached_embeddings(out)
+    first = load_tracklets(out, load_run_info(out))[0]
+    crop = out / "crops" / first.camera / f"{first.track_id:05d}_0.jpg"
+    cv2.imwrite(str(crop), np.full_like(cv2.imread(str(crop)), 128))  # a grey crop: nobody
+    (out / "cache" / "embeddings.npz").unlink()
+    result = invoke("link", out, "--no-video", "--quiet")
+    assert result.exit_code == 0, result.output
+    re_embedded = _cached_embeddings(out)
+    assert float(re_embedded["crop_embeddings"][0] @ from_run["crop_embeddings"][0]) < 0.9  # row 0: that crop
+    np.testing.assert_allclose(re_embedded["crop_embeddings"][1:], from_run["crop_embeddings"][1:], rtol=0, atol=1e-6)
+
+
+def test_identities_json_gives_times_on_the_camera_s_clock_and_on_the_shared_clock(finished_run, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(finished_run, out)
+    config = tmp_path / "offset.yaml"
+    config.write_text("layout:\n  cameras:\n    cam_right: {time_offset_seconds: -2.5}\n")
+    result = invoke("link", out, "--config", config, "--no-video", "--quiet")
+    assert result.exit_code == 0, result.output
+    document = json.loads((out / "identities.json").read_text())
+    validate_identities(document)
+    assert document["schema_version"] == "1.2"
+    offset = {"cam_left": 0.0, "cam_right": -2.5}
+    for identity in document["identities"]:
+        tracklets = identity["tracklets"]
+        for tracklet in tracklets:
+            for end in ("first", "last"):
+                own = (tracklet[f"{end}_frame"] - 1) / 10.0
+                assert tracklet[f"{end}_seconds"] == pytest.approx(own)
+                assert tracklet[f"{end}_shared_seconds"] == pytest.approx(own + offset[tracklet["camera"]])
+        shared_starts = [t["first_shared_seconds"] for t in tracklets]
+        assert shared_starts == sorted(shared_starts)
+        assert identity["first_shared_seconds"] == shared_starts[0]
+        assert identity["last_shared_seconds"] == max(t["last_shared_seconds"] for t in tracklets)
+    # Identities are numbered by first appearance on the shared clock, the one linking used.
+    firsts = [identity["first_shared_seconds"] for identity in document["identities"]]
+    assert firsts == sorted(firsts) and any(value < 0 for value in firsts)
+
+
+def test_device_flag_reaches_the_detector_the_embedder_and_the_linker(crossing_sample, tmp_path, monkeypatch):
+    """`--device cpu` where a GPU is present (pretended: torch says CUDA is available) puts every stage on
+    the CPU; a stage that resolved its own "auto" would pick the GPU."""
+    import inspect
+
+    import torch
+    from cctrack import link
+    from cctrack.detect import PersonDetector
+    from reid.embedder import Embedder
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    seen: dict[str, str] = {}
+    real_detect, real_embed, real_pairs = PersonDetector.detect, Embedder.embed, link.candidate_pairs
+
+    def detect(self, frames):
+        seen["detector"] = str(self.device)
+        return real_detect(self, frames)
+
+    def embed(self, crops, *args, **kwargs):
+        seen["embedder"] = str(self.device)
+        return real_embed(self, crops, *args, **kwargs)
+
+    def candidate_pairs(*args, **kwargs):
+        call = inspect.signature(real_pairs).bind(*args, **kwargs)
+        call.apply_defaults()
+        seen["linker"] = str(call.arguments.get("device"))
+        return real_pairs(*args, **kwargs)
+
+    monkeypatch.setattr(PersonDetector, "detect", detect)
+    monkeypatch.setattr(Embedder, "embed", embed)
+    monkeypatch.setattr(link, "candidate_pairs", candidate_pairs)
+    result = invoke("run", crossing_sample, "--out", tmp_path / "out", "--device", "cpu", "--max-frames", "6", "--no-video", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert seen == {"detector": "cpu", "embedder": "cpu", "linker": "cpu"}
+    assert json.loads((tmp_path / "out" / "identities.json").read_text())["run"]["config"]["device"] == "cpu"
+
+
+def test_a_cache_of_another_version_is_refused_saying_what_to_do_even_under_python_O(finished_run, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(finished_run, out)
+    run_json = out / "cache" / "run.json"
+    run_json.write_text(json.dumps(json.loads(run_json.read_text()) | {"cache_version": 0}))
+    expected = f"cache {run_json} has version 0 but this cctrack reads version 1: re-run `cctrack run` to rebuild it, or use the cctrack that wrote it"
+    assert one_error_line(invoke("link", out, "--quiet")) == f"error: {expected}"
+    # `python -O` drops assert statements: the check must not be one.
+    script = "import sys; from cctrack.cache import load_run_info; from cctrack.errors import CctrackError\n" \
+             "try:\n    load_run_info(sys.argv[1])\nexcept CctrackError as error:\n    print(error)"
+    done = subprocess.run([sys.executable, "-O", "-c", script, str(out)], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.stdout.strip() == expected, done.stderr
+
+
 @pytest.mark.parametrize(
     "layout, message",
     [
@@ -262,8 +379,9 @@ BAD_INPUTS = {
     "missing-folder": (lambda tmp, sample: (tmp / "nope", []), "video folder not found"),
     "empty-folder": (lambda tmp, sample: ((tmp / "cams").mkdir() or tmp / "cams", []), "video folder is empty"),
     "non-video-file": (lambda tmp, sample: (_folder_with(tmp, "notes.txt", b"hello"), []), "not a video"),
-    "truncated-video": (lambda tmp, sample: (_truncated_video(tmp), []), "cam.mp4"),
-    "zero-frame-video": (lambda tmp, sample: (_zero_frame_video(tmp), []), "cam.mp4"),
+    # OpenCV cannot open an mp4 without its index (moov atom): what a cut-off or never-written recording is.
+    "truncated-video": (lambda tmp, sample: (_truncated_video(tmp), []), "cannot open video VIDEO_DIR/cam.mp4: corrupt, truncated or unsupported codec"),
+    "zero-frame-video": (lambda tmp, sample: (_zero_frame_video(tmp), []), "cannot open video VIDEO_DIR/cam.mp4: corrupt, truncated or unsupported codec"),
     "missing-weights": (lambda tmp, sample: (sample, ["--detector-weights", str(tmp / "yolo.pt")]), "detector weights not found"),
     "missing-reid-checkpoint": (lambda tmp, sample: (sample, ["--reid-checkpoint", str(tmp / "cssc.pt")]), "checkpoint not found"),
     "random-bytes-reid-checkpoint": (
@@ -275,6 +393,8 @@ BAD_INPUTS = {
         "model.pkl is corrupt or truncated, or not a cctrack/reid weights file (UnpicklingError)",
     ),
     "bad-config-key": (lambda tmp, sample: (sample, ["--set", "detector.imgsz=640"]), "unknown key detector.imgsz"),
+    "old-device-key": (lambda tmp, sample: (sample, ["--set", "reid.device=cpu"]), "config: reid.device was removed: the device is one top-level setting"),
+    "bad-device": (lambda tmp, sample: (sample, ["--device", "gpu"]), "unknown device 'gpu'"),
     "bad-config-value": (lambda tmp, sample: (sample, ["--set", "tracker.lost_track_seconds=-2"]), "lost_track_seconds"),
     "zero-max-seconds": (lambda tmp, sample: (sample, ["--max-seconds", "0"]), "video.max_seconds must be > 0 or null, got 0.0"),
     "max-seconds-under-a-frame": (
@@ -292,24 +412,33 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(case, crossing_sample, t
     result = invoke("run", video_dir, "--out", out, "--quiet", "--max-frames", "4", *extra)
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
+    message = message.replace("VIDEO_DIR", str(video_dir))
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
     assert "weights_only" not in result.stderr  # never suggest loading a foreign pickle unsafely
     assert files_under(out) == []
 
 
-def test_unwritable_output_folder_is_a_clear_error(crossing_sample, tmp_path):
+def test_unwritable_output_folder_is_a_clear_error_and_writes_nothing(crossing_sample, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("a file where the output folder should go")
+    inputs = {p: p.stat().st_mtime_ns for p in files_under(crossing_sample)}
     result = invoke("run", crossing_sample, "--out", blocker / "out", "--quiet")
-    assert result.exit_code == 2
-    assert "is not writable" in result.stderr
+    assert one_error_line(result) == f"error: output folder {blocker / 'out'} is not writable: Not a directory"
+    assert files_under(tmp_path) == [blocker] and blocker.read_text() == "a file where the output folder should go"
+    assert {p: p.stat().st_mtime_ns for p in files_under(crossing_sample)} == inputs
+
+
+def write_sample_gt(gt: Path) -> Path:
+    shared_pets_gt_path()  # fails saying what is missing when ../shared is not beside the checkout
+    result = invoke("sample-gt", gt)
+    assert result.exit_code == 0, result.output
+    return gt
 
 
 def test_eval_command_scores_a_known_answer_and_writes_json(tmp_path):
     """The sample's own ground truth as the prediction scores 1.0; swapping two people's global ids in one
     camera keeps that camera perfect but lowers the multi-camera IDF1."""
-    gt = tmp_path / "gt"
-    assert invoke("sample-gt", gt).exit_code == 0
+    gt = write_sample_gt(tmp_path / "gt")
     perfect = tmp_path / "perfect"
     swapped = tmp_path / "swapped"
     for camera in ("cam_left", "cam_right"):
@@ -335,8 +464,7 @@ def test_eval_command_scores_a_known_answer_and_writes_json(tmp_path):
 
 
 def test_eval_names_a_camera_missing_from_the_predictions(tmp_path):
-    gt = tmp_path / "gt"
-    invoke("sample-gt", gt)
+    gt = write_sample_gt(tmp_path / "gt")
     (tmp_path / "pred" / "global").mkdir(parents=True)
     (tmp_path / "pred" / "global" / "cam_left.txt").write_text("")
     result = invoke("eval", "--gt", gt, "--pred", tmp_path / "pred")
@@ -351,8 +479,7 @@ def one_error_line(result) -> str:
 
 
 def _perfect_prediction(tmp_path: Path) -> tuple[Path, Path]:
-    gt = tmp_path / "gt"
-    assert invoke("sample-gt", gt).exit_code == 0
+    gt = write_sample_gt(tmp_path / "gt")
     pred = tmp_path / "pred"
     (pred / "global").mkdir(parents=True)
     for camera in ("cam_left", "cam_right"):

@@ -3,8 +3,8 @@ import pytest
 
 from cctrack.detect import DetectorSettings, PersonDetector, bundled_weights_path
 from cctrack.errors import CctrackError
-from cctrack.sample import SAMPLE_CAMERAS, default_pets_gt_path, derive_camera_ground_truth
-from tests.conftest import read_sample_frames
+from cctrack.sample import SAMPLE_CAMERAS, derive_camera_ground_truth
+from tests.conftest import read_sample_frames, shared_pets_gt_path
 
 
 def _iou(box, boxes):
@@ -28,7 +28,7 @@ def test_detector_finds_the_annotated_people_on_real_frames_of_both_cameras(dete
     """One batch mixing both cameras; most ground-truth people are found with IoU >= 0.5."""
     frame_numbers = [1, 150, 300, 450, 600]
     frames, truths = [], []
-    gt = np.loadtxt(default_pets_gt_path(), delimiter=",")
+    gt = np.loadtxt(shared_pets_gt_path(), delimiter=",")
     for camera in SAMPLE_CAMERAS:
         camera_gt = derive_camera_ground_truth(gt, camera)
         for number in frame_numbers:

@@ -18,7 +18,8 @@ from cctrack.evaluate import (
     report_to_dict,
     write_mot_txt,
 )
-from cctrack.sample import SAMPLE_CAMERAS, default_pets_gt_path, write_sample_ground_truth
+from cctrack.sample import SAMPLE_CAMERAS, write_sample_ground_truth
+from tests.conftest import shared_pets_gt_path
 
 FRAMES = 10
 
@@ -153,11 +154,7 @@ def test_consistent_global_ids_score_one_across_cameras(tmp_path):
 
 
 def test_sample_ground_truth_with_per_camera_ids(tmp_path):
-    try:
-        pets_gt_path = default_pets_gt_path()
-    except CctrackError as error:
-        pytest.skip(f"PETS09-S2L1 ground truth not available: {error}")
-    gt_files = write_sample_ground_truth(tmp_path / "gt", pets_gt_path)
+    gt_files = write_sample_ground_truth(tmp_path / "gt", shared_pets_gt_path())
     # A tracker perfect inside each camera that never re-identifies: cam_right's ids are all new.
     left = read_mot_txt(gt_files["cam_left"])
     right = read_mot_txt(gt_files["cam_right"])

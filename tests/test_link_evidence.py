@@ -18,7 +18,7 @@ from tests.test_link import at_distance, make_table, unit
 # (median 0.99, spread 1) is above what these scenes' strangers show, so the run's null never moves it.
 SHARP = LinkCalibration(slope=20.0, intercept=-14.0, positive_pairs=1, negative_pairs=1, roc_auc=1.0,
                         negative_centre=0.99, negative_spread=1.0)
-PLAIN = LinkSettings(center_per_camera=False, learn_transit=False, device="cpu")
+PLAIN = LinkSettings(center_per_camera=False, learn_transit=False)
 
 
 def test_candidate_counts_match_a_brute_force_count():
@@ -136,7 +136,7 @@ def test_a_learned_transit_time_decides_between_two_look_alikes():
     # Both look like the target, and not like each other (cos 0.56): two different people.
     embeddings = np.vstack([embeddings, unit([target, cosine * target + sine * other, cosine * target + sine * another])])
     table = make_table(["a", "b"], rows)
-    learned = link_tracklets(table, embeddings, LinkSettings(center_per_camera=False, device="cpu"), calibration=SHARP)
+    learned = link_tracklets(table, embeddings, LinkSettings(center_per_camera=False), calibration=SHARP)
     appearance_only = link_tracklets(table, embeddings, PLAIN, calibration=SHARP)
     new, usual_gap, odd_gap = len(rows) - 3, len(rows) - 2, len(rows) - 1
     assert learned.identity[new] == learned.identity[usual_gap]
@@ -152,7 +152,7 @@ def test_a_configured_layout_replaces_the_learned_transit_times():
     table, person, rng = walking_scene(3)
     embeddings = unit(unit(rng.normal(size=(60, 64)))[person] + rng.normal(scale=0.3, size=(len(person), 64)))
     layout = CameraLayout.from_dict({"connections": [{"from": "a", "to": "b"}]}, table.camera_names)
-    with_layout = link_tracklets(table, embeddings, LinkSettings(center_per_camera=False, device="cpu"), layout, SHARP)
+    with_layout = link_tracklets(table, embeddings, LinkSettings(center_per_camera=False), layout, SHARP)
     without_learning = link_tracklets(table, embeddings, PLAIN, layout, SHARP)
     assert np.array_equal(with_layout.identity, without_learning.identity)
 
@@ -177,7 +177,7 @@ def test_strangers_who_all_look_alike_weaken_the_evidence():
     look, the run's own null shows that, and the same people are no longer linked at high probability."""
     calibration = LinkCalibration(slope=12.0, intercept=-2.0, positive_pairs=1, negative_pairs=1, roc_auc=0.99,
                                   negative_centre=0.0, negative_spread=0.1)
-    settings = LinkSettings(center_per_camera=False, learn_transit=False, device="cpu")
+    settings = LinkSettings(center_per_camera=False, learn_transit=False)
     table, distinct, person = look_alike_scene(0, shared_look=0.0)
     _, alike, _ = look_alike_scene(0, shared_look=2.0)
     separate = link_tracklets(table, distinct, settings, calibration=calibration)

@@ -14,28 +14,24 @@ import numpy as np
 import pytest
 
 from cctrack.embed import IMAGENET_BASELINE, embed_tracklets, load_embedder
-from cctrack.errors import CctrackError
 from cctrack.evaluate import read_mot_txt
 from cctrack.link import LinkSettings, TrackletTable, center_per_camera, link_tracklets, pair_log_odds, tracklet_seconds
 from cctrack.link.layout import CameraLayout
 from reid.calibration import roc_auc
-from cctrack.sample import SAMPLE_CAMERAS, SAMPLE_FPS, default_pets_gt_path, derive_camera_ground_truth, ground_truth_tracklets
-from tests.conftest import SAMPLE_DIR
+from cctrack.sample import SAMPLE_CAMERAS, SAMPLE_FPS, derive_camera_ground_truth, ground_truth_tracklets
+from tests.conftest import SAMPLE_DIR, shared_pets_gt_path
 
 CAMERAS = {camera.name: camera for camera in SAMPLE_CAMERAS}
 
 
 @pytest.fixture(scope="module")
 def pets_gt() -> np.ndarray:
-    try:
-        return read_mot_txt(default_pets_gt_path())
-    except CctrackError as error:
-        pytest.fail(f"PETS09-S2L1 ground truth is needed beside the checkout (../shared/data): {error}")
+    return read_mot_txt(shared_pets_gt_path())
 
 
 @pytest.fixture(scope="module")
 def embedder():
-    return load_embedder(None, device="cpu")
+    return load_embedder(None)
 
 
 def tracklets_in(pets_gt, camera: str, frames: tuple[int, int]):
@@ -56,7 +52,7 @@ def link(tracklets, embedder, restart_clock: dict[str, int] | None = None):
         last_frame=[t.last_frame - shift.get(t.camera, 0) for t in tracklets],
     )
     embeddings = embed_tracklets([list(t.crops) for t in tracklets], embedder, show_progress=False)
-    return link_tracklets(table, embeddings.descriptors, LinkSettings(device="cpu"), calibration=embedder.calibration)
+    return link_tracklets(table, embeddings.descriptors, LinkSettings(), calibration=embedder.calibration)
 
 
 def test_two_windows_that_share_nobody_get_at_most_one_false_cross_camera_link(pets_gt, embedder):
@@ -93,7 +89,7 @@ def pair_auc(tracklets, embedder) -> float:
     cross = table.camera_index[a] != table.camera_index[b]
     a, b = a[cross], b[cross]
     similarity = np.einsum("ij,ij->i", descriptors[a], descriptors[b])
-    log_odds = pair_log_odds(table, descriptors, a, b, similarity, start, end, math.inf, LinkSettings(device="cpu"),
+    log_odds = pair_log_odds(table, descriptors, a, b, similarity, start, end, math.inf, LinkSettings(),
                              embedder.calibration, learn_transit=True)
     person = np.array([t.person for t in tracklets])
     return roc_auc(log_odds, person[a] == person[b])
@@ -102,6 +98,6 @@ def pair_auc(tracklets, embedder) -> float:
 def test_the_shipped_model_tells_the_sample_people_apart_better_than_the_imagenet_baseline(pets_gt, embedder):
     tracklets = tracklets_in(pets_gt, "cam_left", (0, 795)) + tracklets_in(pets_gt, "cam_right", (0, 795))
     shipped = pair_auc(tracklets, embedder)
-    baseline = pair_auc(tracklets, load_embedder(IMAGENET_BASELINE, device="cpu"))
+    baseline = pair_auc(tracklets, load_embedder(IMAGENET_BASELINE))
     assert shipped >= 0.95  # the target (measured 0.962 here; 0.907 on the tracker's own tracklets)
     assert shipped > baseline

@@ -24,6 +24,7 @@ from cctrack.sample import (
     write_sample_ground_truth,
     write_video,
 )
+from tests.conftest import shared_pets_gt_path
 
 SAMPLES_DIR = Path(__file__).resolve().parents[1] / "samples" / "pets09"
 CAMERAS = {camera.name: camera for camera in SAMPLE_CAMERAS}
@@ -31,11 +32,7 @@ CAMERAS = {camera.name: camera for camera in SAMPLE_CAMERAS}
 
 @pytest.fixture(scope="module")
 def pets_gt() -> np.ndarray:
-    try:
-        path = default_pets_gt_path()
-    except CctrackError as error:
-        pytest.skip(f"PETS09-S2L1 ground truth not available: {error}")
-    return read_mot_txt(path)
+    return read_mot_txt(shared_pets_gt_path())
 
 
 def _row(frame: int, person: int, x: float, y: float, w: float, h: float) -> list[float]:
@@ -143,7 +140,7 @@ def test_people_inside_the_unseen_strip_appear_in_neither_camera(pets_gt):
 
 
 def test_write_sample_ground_truth_round_trip(pets_gt, tmp_path):
-    written = write_sample_ground_truth(tmp_path, default_pets_gt_path())
+    written = write_sample_ground_truth(tmp_path, shared_pets_gt_path())
     assert set(written) == set(CAMERAS)
     for name, gt_path in written.items():
         assert gt_path == tmp_path / name / "gt" / "gt.txt"

@@ -30,6 +30,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from reid.calibration import LinkCalibration, center_per_camera
 
 from cctrack.errors import CctrackError
@@ -75,11 +76,12 @@ def link_tracklets(
     settings: LinkSettings,
     layout: CameraLayout | None = None,
     calibration: LinkCalibration | None = None,
+    device: str | torch.device = "auto",
 ) -> LinkResult:
     """Join tracklets (rows of `table`, embeddings (N, D) float32 L2-normalised) into global identities.
 
     calibration: how the embedder's similarities read as evidence; needed unless
-    settings.distance_threshold is set."""
+    settings.distance_threshold is set. device: where the candidate pairs' similarity blocks run."""
     embeddings = _checked_embeddings(embeddings, len(table))
     if settings.distance_threshold is None and calibration is None:
         raise CctrackError(
@@ -93,7 +95,7 @@ def link_tracklets(
     if layout.camera_names != table.camera_names:
         raise CctrackError(f"layout cameras {layout.camera_names} differ from the tracklets' cameras {table.camera_names}")
     start_seconds, end_seconds = tracklet_seconds(table, layout)
-    pair_a, pair_b, distance = candidate_pairs(table, embeddings, start_seconds, end_seconds, settings, layout)
+    pair_a, pair_b, distance = candidate_pairs(table, embeddings, start_seconds, end_seconds, settings, layout, device)
     if settings.distance_threshold is not None:
         cost, threshold = distance, settings.distance_threshold
     else:

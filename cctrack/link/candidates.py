@@ -33,8 +33,10 @@ def candidate_pairs(
     end_seconds: np.ndarray,
     settings: LinkSettings,
     layout: CameraLayout,
+    device: str | torch.device = "auto",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Gate-passing kNN pairs: (a, b) (P,) int64 row indices with a < b, distance (P,) float64.
+    """Gate-passing kNN pairs: (a, b) (P,) int64 row indices with a < b, distance (P,) float64; the
+    similarity blocks are computed on `device`.
 
     Blocking: the tracklets of one camera, by start time, are scored only against the tracklets of
     cameras the layout joins to it (each camera pair once, from the lower camera index) that lie within
@@ -43,7 +45,7 @@ def candidate_pairs(
     count = len(table)
     if count < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-    device = torch.device(resolve_device(settings.device))
+    device = resolve_device(device)
     window = min(math.inf if settings.max_gap_seconds is None else settings.max_gap_seconds, layout.longest_gap_seconds())
     tracklet = {name: torch.from_numpy(values).to(device) for name, values in (
         ("embedding", embeddings), ("camera", table.camera_index.astype(np.int64)), ("first", table.first_frame),

@@ -36,7 +36,6 @@ class LinkSettings:
     # Tracklets per side of one similarity block (memory ~ 40 bytes * block_size^2): smaller blocks waste
     # less work outside a short time window, larger ones pay less per-block overhead.
     block_size: int = 512
-    device: str = "auto"  # "auto": cuda when available, else cpu
     # Subtract each camera's mean embedding before comparing (shrunk towards 0 for cameras with few
     # tracklets, see reid.calibration.center_per_camera): a camera's colour look, background and
     # viewpoint move all of its embeddings the same way, which hides the person. Calibrations are fitted
@@ -60,5 +59,3 @@ class LinkSettings:
             raise ValueError(f"neighbours_per_tracklet must be >= 1, got {self.neighbours_per_tracklet}")
         if self.block_size < 1:
             raise ValueError(f"block_size must be >= 1, got {self.block_size}")
-        if not isinstance(self.device, str) or not self.device:
-            raise ValueError(f"device must be 'auto', 'cpu' or a torch device name, got {self.device!r}")
