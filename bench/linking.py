@@ -35,7 +35,8 @@ from cctrack.files import write_json_atomic
 from cctrack import cache
 from cctrack.config import load_config
 from cctrack.embed import load_embedder
-from cctrack.evaluate import evaluate_run, read_mot_txt
+from cctrack.evaluate import evaluate_run
+from cctrack.mot import read_mot_txt
 from cctrack.link import LinkSettings, TrackletTable, center_per_camera, pair_log_odds, tracklet_seconds
 from cctrack.link.layout import CameraLayout
 from cctrack.pipeline import relink, run

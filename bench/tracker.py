@@ -33,7 +33,8 @@ sys.path.insert(0, str(REPOSITORY))
 
 from cctrack.detections import Detections  # noqa: E402
 from cctrack.errors import CctrackError  # noqa: E402
-from cctrack.evaluate import evaluate_camera, read_mot_txt  # noqa: E402
+from cctrack.evaluate import evaluate_camera  # noqa: E402
+from cctrack.mot import read_mot_txt  # noqa: E402
 from cctrack.tracker import Tracker, TrackerSettings  # noqa: E402
 from cctrack.video import Camera, open_video, read_frames  # noqa: E402
 

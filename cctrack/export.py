@@ -1,7 +1,7 @@
-"""Exports: MOTChallenge txt per camera and `identities.json` (schema: cctrack/identities.schema.json).
+"""Exports: `identities.json` (schema: cctrack/identities.schema.json) and the re-id dataset; the
+MOTChallenge files are cctrack.mot's.
 
-MOTChallenge rows are `frame,id,x,y,w,h,conf,-1,-1,-1` with 1-based frames; identities.json also uses
-1-based frames (the same numbers as the MOT files) and two clocks: `*_seconds` from the start of each
+identities.json uses 1-based frames (the same numbers as the MOT files) and two clocks: `*_seconds` from the start of each
 camera's own video, `*_shared_seconds` on the layout's shared clock, the one linking compares cameras on
 (cctrack.link.layout: time offsets and fps corrections; without a layout the two are equal).
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 from cctrack import __version__
 from cctrack.cache import crop_path
 from cctrack.errors import CctrackError
-from cctrack.files import write_json_atomic, write_text_atomic
+from cctrack.files import write_json_atomic
 from cctrack.link import LinkResult
 from cctrack.link.layout import CameraLayout
 from cctrack.tracklets import Tracklet
@@ -26,28 +26,6 @@ from cctrack.tracklets import Tracklet
 # 1.2: first/last_shared_seconds beside first/last_seconds (the camera's own clock).
 SCHEMA_VERSION = "1.2"
 SCHEMA_PATH = Path(__file__).resolve().parent / "identities.schema.json"
-
-
-def mot_lines(tracklets: list[Tracklet], ids: list[int]) -> str:
-    """MOTChallenge text for one camera's tracklets, each under the given id, sorted by frame then id."""
-    rows = []
-    for tracklet, identity in zip(tracklets, ids):
-        for frame, box, score in zip(tracklet.frames, tracklet.boxes, tracklet.scores):
-            x0, y0, x1, y1 = (float(v) for v in box)
-            rows.append((int(frame) + 1, int(identity), x0, y0, x1 - x0, y1 - y0, float(score)))
-    rows.sort(key=lambda row: (row[0], row[1]))
-    return "".join(f"{f},{i},{x:.2f},{y:.2f},{w:.2f},{h:.2f},{c:.4f},-1,-1,-1\n" for f, i, x, y, w, h, c in rows)
-
-
-def write_mot_files(folder: Path, camera_names: list[str], tracklets: list[Tracklet], ids: list[int]) -> list[Path]:
-    """`<folder>/<camera>.txt` for every camera (empty file for a camera with nobody in it)."""
-    paths = []
-    for name in camera_names:
-        selected = [(t, i) for t, i in zip(tracklets, ids) if t.camera == name]
-        path = Path(folder) / f"{name}.txt"
-        write_text_atomic(path, mot_lines([t for t, _ in selected], [i for _, i in selected]))
-        paths.append(path)
-    return paths
 
 
 def identities_document(run_info: dict, tracklets: list[Tracklet], result: LinkResult, link_config: dict,

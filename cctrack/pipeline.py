@@ -22,7 +22,8 @@ from cctrack.device import resolve_device
 from cctrack.draw import TrackDrawing, write_annotated_videos
 from cctrack.embed import embed_tracklets, load_embedder, model_identity
 from cctrack.errors import CctrackError
-from cctrack.export import check_crops_present, identities_document, write_identities, write_mot_files
+from cctrack.export import check_crops_present, identities_document, write_identities
+from cctrack.mot import write_mot_files
 from cctrack.files import sha256_of, write_text_atomic
 from cctrack.link.layout import CameraLayout
 from cctrack.link import LinkResult, TrackletTable, link_tracklets

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from cctrack.errors import CctrackError
-from cctrack.evaluate import read_mot_txt, write_mot_txt
+from cctrack.mot import read_mot_txt, write_mot_txt
 from cctrack.files import atomic_path, write_text_atomic
 from cctrack.video import open_video, read_frames
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from cctrack.adapt import co_occurring, confident_groups
-from cctrack.evaluate import read_mot_txt
+from cctrack.mot import read_mot_txt
 from cctrack.link import Link, TrackletTable, center_per_camera
 from cctrack.sample import SAMPLE_CAMERAS, SAMPLE_FPS, derive_camera_ground_truth, ground_truth_tracklets
 from reid.adapt import AdaptSettings, adapt_weights

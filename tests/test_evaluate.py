@@ -14,10 +14,9 @@ from cctrack.evaluate import (
     evaluate_camera,
     evaluate_run,
     format_report,
-    read_mot_txt,
     report_to_dict,
-    write_mot_txt,
 )
+from cctrack.mot import read_mot_txt, write_mot_txt
 from cctrack.sample import SAMPLE_CAMERAS, write_sample_ground_truth
 from tests.conftest import shared_pets_gt_path
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from cctrack.embed import IMAGENET_BASELINE, embed_tracklets, load_embedder
-from cctrack.evaluate import read_mot_txt
+from cctrack.mot import read_mot_txt
 from cctrack.link import LinkSettings, TrackletTable, center_per_camera, link_tracklets, pair_log_odds, tracklet_seconds
 from cctrack.link.layout import CameraLayout
 from reid.calibration import roc_auc

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cctrack.errors import CctrackError
-from cctrack.evaluate import read_mot_txt
+from cctrack.mot import read_mot_txt
 from cctrack.sample import (
     PETS_GT_ENV_VAR,
     SAMPLE_CAMERAS,

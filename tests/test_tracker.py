@@ -341,7 +341,8 @@ def test_tracked_boxes_rejects_mismatched_lengths():
 def test_pets_ground_truth_boxes_are_tracked_with_few_id_switches():
     """PETS09-S2L1's annotated boxes as detections (score 0.9, 10 fps): with perfect detections the
     tracker alone decides the identities, through real crossings and occlusions of 19 walkers."""
-    from cctrack.evaluate import evaluate_camera, read_mot_txt
+    from cctrack.evaluate import evaluate_camera
+    from cctrack.mot import read_mot_txt
     from tests.conftest import shared_pets_gt_path
 
     gt_rows = read_mot_txt(shared_pets_gt_path())
