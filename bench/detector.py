@@ -17,7 +17,7 @@ import numpy as np
 
 from cctrack.detect import DetectorSettings, PersonDetector
 from cctrack.sample import SAMPLE_CAMERAS, default_pets_gt_path, derive_camera_ground_truth
-from cctrack.tracker import assign, iou_matrix
+from cctrack.track.tracker import assign, iou_matrix
 from cctrack.video import discover_cameras, read_frames
 
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "samples" / "pets09"

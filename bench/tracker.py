@@ -35,7 +35,7 @@ from cctrack.detections import Detections  # noqa: E402
 from cctrack.errors import CctrackError  # noqa: E402
 from cctrack.evaluate import evaluate_camera  # noqa: E402
 from cctrack.mot import read_mot_txt  # noqa: E402
-from cctrack.tracker import Tracker, TrackerSettings  # noqa: E402
+from cctrack.track.tracker import Tracker, TrackerSettings  # noqa: E402
 from cctrack.video import Camera, open_video, read_frames  # noqa: E402
 
 SAMPLE_VIDEOS = tuple(REPOSITORY / "samples" / "pets09" / f"{name}.mp4" for name in ("cam_left", "cam_right"))

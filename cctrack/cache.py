@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -19,32 +18,15 @@ import numpy as np
 
 from cctrack.errors import CctrackError
 from cctrack.files import atomic_path, sha256_of, write_bytes_atomic, write_json_atomic
-from cctrack.tracklets import Tracklet
+from cctrack.embed import TrackletEmbeddings
+from cctrack.tracklets import Tracklet, crop_path
 
 CACHE_VERSION = 1
 CROP_JPEG_QUALITY = 95
 
 
-@dataclass(frozen=True)
-class TrackletEmbeddings:
-    crop_embeddings: np.ndarray  # (C, D) float32 L2-normalised, all crops of all tracklets in tracklet order
-    crop_offsets: np.ndarray  # (N + 1,) int64: tracklet i owns rows crop_offsets[i]:crop_offsets[i + 1]
-    descriptors: np.ndarray  # (N, D) float32: L2-normalised mean of each tracklet's crop embeddings
-    model: str  # what produced them, in words
-    model_sha256: str  # hash of the weights file that produced them
-
-    @property
-    def dim(self) -> int:
-        return int(self.descriptors.shape[1])
-
-
 def cache_dir(out_dir: Path) -> Path:
     return Path(out_dir) / "cache"
-
-
-def crop_path(camera: str, track_id: int, rank: int) -> str:
-    """Relative to OUT_DIR."""
-    return f"crops/{camera}/{track_id:05d}_{rank}.jpg"
 
 
 def save_tracklets(out_dir: Path, tracklets: list[Tracklet], run_info: dict) -> list[list[np.ndarray]]:

@@ -20,7 +20,7 @@ import yaml
 from cctrack.detect import DetectorSettings
 from cctrack.errors import CctrackError
 from cctrack.link import LinkSettings
-from cctrack.tracker import TrackerSettings
+from cctrack.track.tracker import TrackerSettings
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
 

@@ -1,4 +1,5 @@
-"""The small container that flows from the detector to the tracker."""
+"""The small containers that flow from the detector to the tracker (Detections) and from the tracker to
+the tracklets (TrackedBoxes)."""
 
 from __future__ import annotations
 
@@ -35,3 +36,36 @@ class Detections:
 
     def select(self, mask: np.ndarray) -> "Detections":
         return Detections(self.boxes[mask], self.scores[mask])
+
+
+@dataclass(frozen=True)
+class TrackedBoxes:
+    """The confirmed tracks that matched a detection in one frame of one camera, sorted by track id."""
+
+    track_ids: np.ndarray  # (M,) int64, 1-based, unique within the camera for the whole run
+    # (M, 4) float32 xyxy px: the matched DETECTION's box, not the Kalman estimate (crops come from it)
+    boxes: np.ndarray
+    scores: np.ndarray  # (M,) float32 detector score of that detection
+    detection_index: np.ndarray  # (M,) int64 index of that detection in the frame's input Detections
+
+    def __post_init__(self) -> None:
+        track_ids = np.asarray(self.track_ids, dtype=np.int64).reshape(-1)
+        boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
+        scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
+        detection_index = np.asarray(self.detection_index, dtype=np.int64).reshape(-1)
+        if not len(track_ids) == len(boxes) == len(scores) == len(detection_index):
+            raise ValueError(
+                f"{len(track_ids)} track ids, {len(boxes)} boxes, {len(scores)} scores, "
+                f"{len(detection_index)} detection indices"
+            )
+        object.__setattr__(self, "track_ids", track_ids)
+        object.__setattr__(self, "boxes", boxes)
+        object.__setattr__(self, "scores", scores)
+        object.__setattr__(self, "detection_index", detection_index)
+
+    def __len__(self) -> int:
+        return len(self.track_ids)
+
+    @classmethod
+    def empty(cls) -> "TrackedBoxes":
+        return cls(np.zeros(0, np.int64), np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))

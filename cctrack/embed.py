@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 import json
 from pathlib import Path
 from typing import Sequence
@@ -10,7 +11,6 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from cctrack.cache import TrackletEmbeddings
 from cctrack.errors import CctrackError
 from cctrack.files import sha256_of
 from cctrack.histogram import ColourHistogramEmbedder
@@ -19,6 +19,19 @@ from cctrack.progress import progress_bar
 # Crops handed to the embedder per call: many of its batches, so the device stays busy between calls
 # (the progress bar moves per batch through the embedder's progress callback).
 CROPS_PER_CALL = 1024
+
+
+@dataclass(frozen=True)
+class TrackletEmbeddings:
+    crop_embeddings: np.ndarray  # (C, D) float32 L2-normalised, all crops of all tracklets in tracklet order
+    crop_offsets: np.ndarray  # (N + 1,) int64: tracklet i owns rows crop_offsets[i]:crop_offsets[i + 1]
+    descriptors: np.ndarray  # (N, D) float32: L2-normalised mean of each tracklet's crop embeddings
+    model: str  # what produced them, in words
+    model_sha256: str  # hash of the weights file that produced them
+
+    @property
+    def dim(self) -> int:
+        return int(self.descriptors.shape[1])
 
 
 IMAGENET_BASELINE = "imagenet"  # reid.checkpoint value that selects the untrained ImageNet backbone

@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 from cctrack import __version__
-from cctrack.cache import crop_path
+from cctrack.tracklets import crop_path
 from cctrack.errors import CctrackError
 from cctrack.files import write_json_atomic
 from cctrack.link import LinkResult

@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cctrack.detections import Detections
-from cctrack.tracker import TrackedBoxes
+from cctrack.detections import Detections, TrackedBoxes
 
 # A box within this many pixels of the image edge is probably cut by it: a poor re-id crop.
 BORDER_MARGIN_PIXELS = 2
@@ -158,3 +157,8 @@ def _spread_in_time(candidates: list[tuple[float, int, np.ndarray]], count: int)
         if len(chosen) == count:
             return chosen
     return (chosen + deferred)[:count]
+
+
+def crop_path(camera: str, track_id: int, rank: int) -> str:
+    """Relative to OUT_DIR."""
+    return f"crops/{camera}/{track_id:05d}_{rank}.jpg"

@@ -11,8 +11,9 @@ import pytest
 
 from cctrack.detections import Detections
 from cctrack.errors import CctrackError
-from cctrack.kalman import BoxKalman, xyah_to_xyxy, xyxy_to_xyah
-from cctrack.tracker import TrackedBoxes, Tracker, TrackerSettings, assign, iou_matrix
+from cctrack.track.kalman import BoxKalman, xyah_to_xyxy, xyxy_to_xyah
+from cctrack.detections import TrackedBoxes
+from cctrack.track.tracker import Tracker, TrackerSettings, assign, iou_matrix
 
 PERSON_WIDTH = 30.0  # px
 PERSON_HEIGHT = 80.0  # px

@@ -1,7 +1,7 @@
 import numpy as np
 
 from cctrack.detections import Detections
-from cctrack.tracker import TrackedBoxes
+from cctrack.detections import TrackedBoxes
 from cctrack.tracklets import TrackletCollector, crop_quality, cut_crop
 from tests.conftest import read_sample_frames
 

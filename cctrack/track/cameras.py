@@ -13,7 +13,7 @@ import numpy as np
 
 from cctrack.detect import PersonDetector
 from cctrack.progress import progress_bar
-from cctrack.tracker import Tracker, TrackerSettings
+from cctrack.track.tracker import Tracker, TrackerSettings
 from cctrack.tracklets import Tracklet, TrackletCollector
 from cctrack.video import Camera, frames_to_process, read_frames
 

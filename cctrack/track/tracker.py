@@ -20,9 +20,9 @@ from enum import Enum
 import lap
 import numpy as np
 
-from cctrack.detections import Detections
+from cctrack.detections import Detections, TrackedBoxes
 from cctrack.errors import CctrackError
-from cctrack.kalman import BoxKalman
+from cctrack.track.kalman import BoxKalman
 
 
 @dataclass(frozen=True)
@@ -75,39 +75,6 @@ class TrackerSettings:
             raise ValueError(f"tracker.min_hits must be >= 1, got {self.min_hits}")
         if not 0 <= self.lost_track_seconds < math.inf:
             raise ValueError(f"tracker.lost_track_seconds must be a finite number >= 0, got {self.lost_track_seconds}")
-
-
-@dataclass(frozen=True)
-class TrackedBoxes:
-    """The confirmed tracks that matched a detection in one frame of one camera, sorted by track id."""
-
-    track_ids: np.ndarray  # (M,) int64, 1-based, unique within the camera for the whole run
-    # (M, 4) float32 xyxy px: the matched DETECTION's box, not the Kalman estimate (crops come from it)
-    boxes: np.ndarray
-    scores: np.ndarray  # (M,) float32 detector score of that detection
-    detection_index: np.ndarray  # (M,) int64 index of that detection in the frame's input Detections
-
-    def __post_init__(self) -> None:
-        track_ids = np.asarray(self.track_ids, dtype=np.int64).reshape(-1)
-        boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
-        scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
-        detection_index = np.asarray(self.detection_index, dtype=np.int64).reshape(-1)
-        if not len(track_ids) == len(boxes) == len(scores) == len(detection_index):
-            raise ValueError(
-                f"{len(track_ids)} track ids, {len(boxes)} boxes, {len(scores)} scores, "
-                f"{len(detection_index)} detection indices"
-            )
-        object.__setattr__(self, "track_ids", track_ids)
-        object.__setattr__(self, "boxes", boxes)
-        object.__setattr__(self, "scores", scores)
-        object.__setattr__(self, "detection_index", detection_index)
-
-    def __len__(self) -> int:
-        return len(self.track_ids)
-
-    @classmethod
-    def empty(cls) -> "TrackedBoxes":
-        return cls(np.zeros(0, np.int64), np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
 
 
 def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:

@@ -1,0 +1,13 @@
+"""The tracking stage: per camera, frames -> detections -> Kalman tracks -> tracklets.
+
+    cameras.py   track_cameras: all cameras read in lockstep, detected in shared batches, one tracker each
+    tracker.py   Tracker: two-stage (high / low score) association of detections to Kalman tracks
+    kalman.py    BoxKalman: the constant-velocity box filter (filterpy)
+
+What leaves this stage is a list of cctrack.tracklets.Tracklet per camera (CameraTracks).
+"""
+
+from cctrack.track.cameras import CameraTracks, track_cameras
+from cctrack.track.tracker import Tracker, TrackerSettings
+
+__all__ = ["CameraTracks", "Tracker", "TrackerSettings", "track_cameras"]
