@@ -114,9 +114,9 @@ def pair_auc(out_dir: Path, tracklets, person: np.ndarray, overrides: list[str])
     config = load_config(None, overrides + ["device=cpu"])
     embedder = load_embedder(config.reid.checkpoint, "cpu", None, 128, config.reid.descriptor)
     embeddings = cache.load_embeddings(out_dir, len(tracklets))
-    run_info = cache.load_run_info(out_dir)
-    names = tuple(camera["name"] for camera in run_info["cameras"])
-    table = TrackletTable(names, tuple(float(c["fps"]) for c in run_info["cameras"]),
+    record = cache.load_run_info(out_dir)
+    names = tuple(record.camera_names)
+    table = TrackletTable(names, tuple(float(c.fps) for c in record.cameras),
                           [names.index(t.camera) for t in tracklets], [t.first_frame for t in tracklets], [t.last_frame for t in tracklets])
     descriptors = center_per_camera(embeddings.descriptors, table.camera_index)
     start, end = tracklet_seconds(table, CameraLayout.open(names))

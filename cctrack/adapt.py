@@ -124,9 +124,9 @@ def _adapt(out_dir: Path, config: RunConfig, settings, link_probability: float, 
     from reid.checkpoint import set_weights_extra
     from reid.errors import ReidError
 
-    run_info = cache.load_run_info(out_dir)
-    tracklets = cache.load_tracklets(out_dir, run_info)
-    cameras = cameras_of_run(run_info)
+    record = cache.load_run_info(out_dir)
+    tracklets = cache.load_tracklets(out_dir, record)
+    cameras = cameras_of_run(record)
     table = tracklet_table(cameras, tracklets)
     if len(tracklets) < 2:
         raise CctrackError(f"cctrack adapt needs at least 2 tracklets; {out_dir} has {len(tracklets)}")

@@ -9,7 +9,6 @@ re-link with other settings without redoing them.
 
 from __future__ import annotations
 
-import json
 import zipfile
 from pathlib import Path
 
@@ -17,11 +16,11 @@ import cv2
 import numpy as np
 
 from cctrack.errors import CctrackError
-from cctrack.files import atomic_path, sha256_of, write_bytes_atomic, write_json_atomic
+from cctrack.files import atomic_path, sha256_of, write_bytes_atomic
 from cctrack.embed import TrackletEmbeddings
+from cctrack.record import CACHE_VERSION, RunRecord
 from cctrack.tracklets import Tracklet, crop_path
 
-CACHE_VERSION = 1
 CROP_JPEG_QUALITY = 95
 
 
@@ -29,14 +28,14 @@ def cache_dir(out_dir: Path) -> Path:
     return Path(out_dir) / "cache"
 
 
-def save_tracklets(out_dir: Path, tracklets: list[Tracklet], run_info: dict) -> list[list[np.ndarray]]:
+def save_tracklets(out_dir: Path, tracklets: list[Tracklet], record: RunRecord) -> list[list[np.ndarray]]:
     """Write the crops (JPEG) and the cache. Returns each tracklet's crops as decoded from the bytes just
     written: the pixels `load_crops` reads back, so a run embeds exactly what a re-link re-embeds."""
     decoded = []
     for tracklet in tracklets:
         decoded.append([_write_crop(Path(out_dir) / crop_path(tracklet.camera, tracklet.track_id, rank), crop)
                         for rank, crop in enumerate(tracklet.crops)])
-    camera_names = [camera["name"] for camera in run_info["cameras"]]
+    camera_names = record.camera_names
     arrays = {
         "version": np.asarray(CACHE_VERSION),
         "camera_index": np.asarray([camera_names.index(t.camera) for t in tracklets], np.int32),
@@ -51,7 +50,7 @@ def save_tracklets(out_dir: Path, tracklets: list[Tracklet], run_info: dict) -> 
     }
     with atomic_path(cache_dir(out_dir) / "tracklets.npz") as temporary:
         np.savez(temporary, **arrays)
-    write_json_atomic(cache_dir(out_dir) / "run.json", {"cache_version": CACHE_VERSION, **run_info})
+    record.save(cache_dir(out_dir) / "run.json")
     return decoded
 
 
@@ -64,29 +63,18 @@ def _write_crop(path: Path, crop: np.ndarray) -> np.ndarray:
     return cv2.imdecode(jpeg, cv2.IMREAD_COLOR)  # the decoder cv2.imread uses in load_crops
 
 
-def load_run_info(out_dir: Path) -> dict:
+def load_run_info(out_dir: Path) -> RunRecord:
     path = cache_dir(out_dir) / "run.json"
     if not path.is_file():
         raise CctrackError(f"no cache in {out_dir}: {path} is missing (run `cctrack run` first)")
-    try:
-        info = json.loads(path.read_text())
-    except ValueError:  # not JSON, or not text
-        info = None
-    if not isinstance(info, dict) or not isinstance(info.get("cameras"), list) or "cache_version" not in info:
-        raise CctrackError(f"corrupt cache: {path} is not a cctrack run record; re-run `cctrack run`")
-    if info["cache_version"] != CACHE_VERSION:
-        raise CctrackError(
-            f"cache {path} has version {info['cache_version']!r} but this cctrack reads version {CACHE_VERSION}: "
-            "re-run `cctrack run` to rebuild it, or use the cctrack that wrote it"
-        )
-    return info
+    return RunRecord.load(path)
 
 
-def load_tracklets(out_dir: Path, run_info: dict) -> list[Tracklet]:
+def load_tracklets(out_dir: Path, record: RunRecord) -> list[Tracklet]:
     """The cached tracklets, without their crop pixels (see `load_crops`)."""
     path = cache_dir(out_dir) / "tracklets.npz"
     arrays = _load_npz(path, ["camera_index", "track_id", "box_offsets", "frames", "boxes", "scores", "crop_offsets", "crop_frames", "crop_quality"])
-    camera_names = [camera["name"] for camera in run_info["cameras"]]
+    camera_names = record.camera_names
     count = len(arrays["track_id"])
     box_offsets, crop_offsets = arrays["box_offsets"], arrays["crop_offsets"]
     if len(box_offsets) != count + 1 or len(crop_offsets) != count + 1 or box_offsets[-1] != len(arrays["frames"]):

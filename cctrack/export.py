@@ -20,6 +20,7 @@ from cctrack.errors import CctrackError
 from cctrack.files import write_json_atomic
 from cctrack.link import LinkResult
 from cctrack.link.layout import CameraLayout
+from cctrack.record import RunRecord
 from cctrack.tracklets import Tracklet
 
 # 1.1: a link's confidence is its probability (calibrated linking); 1.0 was a distance margin.
@@ -28,12 +29,12 @@ SCHEMA_VERSION = "1.2"
 SCHEMA_PATH = Path(__file__).resolve().parent / "identities.schema.json"
 
 
-def identities_document(run_info: dict, tracklets: list[Tracklet], result: LinkResult, link_config: dict,
+def identities_document(record: RunRecord, tracklets: list[Tracklet], result: LinkResult, link_config: dict,
                         layout: CameraLayout | None = None) -> dict:
     """The `identities.json` document (see SCHEMA_PATH for every field); `layout` sets the shared clock
     (None: no layout, the cameras' own clocks)."""
-    names = [camera["name"] for camera in run_info["cameras"]]
-    video_fps = [float(camera["fps"]) for camera in run_info["cameras"]]
+    names = record.camera_names
+    video_fps = [float(camera.fps) for camera in record.cameras]
     shared_fps, offset = (layout or CameraLayout.open(names)).camera_clock(video_fps)
     members: dict[int, list[int]] = {}
     for index, identity in enumerate(result.identity):
@@ -89,13 +90,11 @@ def identities_document(run_info: dict, tracklets: list[Tracklet], result: LinkR
             "tool": "cctrack",
             "version": __version__,
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "video_dir": run_info["video_dir"],
-            "cameras": run_info["cameras"],
-            "models": run_info["models"],
-            "config": {**run_info["config"], "link": link_config},
+            **record.to_dict(),
+            "config": {**record.config, "link": link_config},
         },
         "summary": {
-            "cameras": len(run_info["cameras"]),
+            "cameras": len(record.cameras),
             "tracklets": len(tracklets),
             "identities": len(identities),
             "multi_camera_identities": multi_camera,

@@ -27,10 +27,11 @@ from cctrack.mot import write_mot_files
 from cctrack.files import sha256_of, write_text_atomic
 from cctrack.link.layout import CameraLayout
 from cctrack.link import LinkResult, TrackletTable, link_tracklets
+from cctrack.record import CameraRecord, ModelRecord, RunRecord
 from cctrack.outdir import check_output_location, claim_for_run, output_lock
 from cctrack.track import track_cameras
 from cctrack.tracklets import Tracklet
-from cctrack.video import Camera, discover_cameras, frames_available, list_images
+from cctrack.video import Camera, discover_cameras, frames_available
 
 
 SUMMARY_FOLDERS = ("cache", "crops")  # listed as folders in the summary, after the files
@@ -98,42 +99,28 @@ def _track_and_export(video_dir: Path, out_dir: Path, cameras: list[Camera], con
         max_seconds=config.video.max_seconds,
     )
     tracklets = [tracklet for camera_tracks in tracks for tracklet in camera_tracks.tracklets]
-    run_info = {
-        "video_dir": str(Path(video_dir).resolve()),
-        "cameras": [
-            {
-                "name": t.camera.name,
-                "path": str(t.camera.path.resolve()),
-                "fps": t.camera.fps,
-                "frame_count": t.camera.frame_count,
-                "width": t.camera.width,
-                "height": t.camera.height,
-                "frames_processed": t.frames_processed,
-                "last_frame": t.last_frame + 1,
-                "stride": t.stride,
-            }
+    record = RunRecord(
+        video_dir=str(Path(video_dir).resolve()),
+        cameras=tuple(
+            CameraRecord(t.camera.name, str(t.camera.path.resolve()), t.camera.fps, t.camera.frame_count, t.camera.width,
+                         t.camera.height, t.frames_processed, t.last_frame + 1, t.stride)
             for t in tracks
-        ],
-        "models": {
-            "detector": {
-                "description": f"ultralytics YOLO {detector.weights_path.name} at {config.detector.image_size} px",
-                "path": str(detector.weights_path.resolve()),
-                "sha256": sha256_of(detector.weights_path),
-            },
-            "reid": None,
-        },
-        "config": config.to_dict(),
-    }
+        ),
+        detector=ModelRecord(f"ultralytics YOLO {detector.weights_path.name} at {config.detector.image_size} px",
+                             str(detector.weights_path.resolve()), sha256_of(detector.weights_path)),
+        reid=None,
+        config=config.to_dict(),
+    )
     # Embedded as decoded from the JPEGs written, the pixels a re-link re-embeds (not the raw crops).
-    crops = cache.save_tracklets(out_dir, tracklets, run_info)
+    crops = cache.save_tracklets(out_dir, tracklets, record)
     outputs = write_mot_files(out_dir / "tracks", [c.name for c in cameras], tracklets, [t.track_id for t in tracklets])
     if not config.export.link:
         if config.export.video:
             drawings = [TrackDrawing(t.camera, t.frames, t.boxes, t.track_id, str(t.track_id)) for t in tracklets]
             layout = CameraLayout.from_dict(config.layout, [c.name for c in cameras]) if config.layout is not None else None
-            outputs += _write_videos(cameras, drawings, out_dir, run_info["config"]["video"], config.export.mosaic, layout, show_progress)
+            outputs += _write_videos(cameras, drawings, out_dir, record.config["video"], config.export.mosaic, layout, show_progress)
         return RunSummary(out_dir, len(cameras), len(tracklets), 0, 0, outputs)
-    return _embed_link_export(out_dir, cameras, tracklets, run_info, config, device, embedder, crops, outputs, show_progress)
+    return _embed_link_export(out_dir, cameras, tracklets, record, config, device, embedder, crops, outputs, show_progress)
 
 
 def relink(out_dir: Path, config: RunConfig, show_progress: bool = True) -> RunSummary:
@@ -146,17 +133,17 @@ def relink(out_dir: Path, config: RunConfig, show_progress: bool = True) -> RunS
 
 
 def _relink(out_dir: Path, config: RunConfig, show_progress: bool) -> RunSummary:
-    run_info = cache.load_run_info(out_dir)
-    tracklets = cache.load_tracklets(out_dir, run_info)
+    record = cache.load_run_info(out_dir)
+    tracklets = cache.load_tracklets(out_dir, record)
     check_crops_present(out_dir, tracklets)
-    cameras = cameras_of_run(run_info)
+    cameras = cameras_of_run(record)
     outputs = [out_dir / "tracks" / f"{camera.name}.txt" for camera in cameras]
     if config.layout is not None:
         CameraLayout.from_dict(config.layout, [camera.name for camera in cameras])
     device = resolve_device(config.device)
     embedder = _load_configured_embedder(config, device)
     crops = None  # loaded only if the embeddings have to be recomputed
-    return _embed_link_export(out_dir, cameras, tracklets, run_info, config, device, embedder, crops, outputs, show_progress)
+    return _embed_link_export(out_dir, cameras, tracklets, record, config, device, embedder, crops, outputs, show_progress)
 
 
 def _load_configured_embedder(config: RunConfig, device: torch.device):
@@ -168,7 +155,7 @@ def _embed_link_export(
     out_dir: Path,
     cameras: list[Camera],
     tracklets: list[Tracklet],
-    run_info: dict,
+    record: RunRecord,
     config: RunConfig,
     device: torch.device,
     embedder,
@@ -190,29 +177,18 @@ def _embed_link_export(
             crops = cache.load_crops(out_dir, tracklets)
         embeddings = embed_tracklets(crops, embedder, show_progress)
         cache.save_embeddings(out_dir, embeddings)
-    run_info = {
-        **run_info,
-        "models": {
-            **run_info["models"],
-            "reid": {
-                "description": description,
-                "path": str(Path(embedder.weights_path).resolve()) if embedder.weights_path else "",
-                "sha256": sha256,
-                "dim": embedder.dim,
-            },
-        },
-        "config": config.to_dict() | {"video": run_info["config"]["video"], "detector": run_info["config"]["detector"], "tracker": run_info["config"]["tracker"]},
-    }
+    weights = str(Path(embedder.weights_path).resolve()) if embedder.weights_path else ""
+    record = record.with_reid(ModelRecord(description, weights, sha256, embedder.dim), config.to_dict())
     table = tracklet_table(cameras, tracklets)
     result: LinkResult = link_tracklets(table, embeddings.descriptors, config.link, layout, embedder.calibration, device)
     identity = [int(i) for i in result.identity]
-    document = identities_document(run_info, tracklets, result, asdict(config.link), layout)
+    document = identities_document(record, tracklets, result, asdict(config.link), layout)
     write_identities(out_dir / "identities.json", document)
     outputs = outputs + [out_dir / "identities.json"]
     outputs += write_mot_files(out_dir / "global", camera_names, tracklets, identity)
     if config.export.video:
         drawings = [TrackDrawing(t.camera, t.frames, t.boxes, i, f"ID {i}") for t, i in zip(tracklets, identity)]
-        outputs += _write_videos(cameras, drawings, out_dir, run_info["config"]["video"], config.export.mosaic, layout, show_progress)
+        outputs += _write_videos(cameras, drawings, out_dir, record.config["video"], config.export.mosaic, layout, show_progress)
     summary = RunSummary(
         out_dir,
         len(cameras),
@@ -237,8 +213,8 @@ def tracklet_table(cameras: list[Camera], tracklets: list[Tracklet]) -> Tracklet
     )
 
 
-def cameras_of_run(run_info: dict) -> list[Camera]:
-    return [_camera_from_info(info) for info in run_info["cameras"]]
+def cameras_of_run(record: RunRecord) -> list[Camera]:
+    return [camera.camera() for camera in record.cameras]
 
 
 def _check_frames_to_process(cameras: list[Camera], max_frames: int | None, max_seconds: float | None) -> None:
@@ -268,9 +244,4 @@ def _write_videos(
         clock=layout.camera_clock([camera.fps for camera in cameras]) if layout is not None else None,
     )
 
-
-def _camera_from_info(info: dict) -> Camera:
-    path = Path(info["path"])
-    image_files = list_images(path) if path.is_dir() else ()
-    return Camera(info["name"], path, float(info["fps"]), int(info["frame_count"]), int(info["width"]), int(info["height"]), image_files)
 

@@ -658,7 +658,7 @@ def test_max_seconds_cuts_cameras_of_10_and_25_fps_at_the_same_time_and_the_mosa
     out = tmp_path / "out"
     result = invoke("run", cams, "--out", out, "--config", config, "--max-seconds", "2", "--no-link", "--imgsz", "160", "--quiet")
     assert result.exit_code == 0, result.output
-    assert [c["frames_processed"] for c in load_run_info(out)["cameras"]] == [20, 50]
+    assert [c.frames_processed for c in load_run_info(out).cameras] == [20, 50]
     assert [frame_count(out / "videos" / f"{name}.mp4") for name in ("a_slow", "b_fast")] == [20, 50]
     expected = [(2 * k // 5 if k < 50 else -1, k - 25 if k >= 25 else -1) for k in range(75)]
     assert read_mosaic(out / "videos" / "mosaic.mp4") == expected
