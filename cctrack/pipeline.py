@@ -20,7 +20,7 @@ from cctrack.config import RunConfig
 from cctrack.detect import PersonDetector
 from cctrack.device import resolve_device
 from cctrack.draw import TrackDrawing, write_annotated_videos
-from cctrack.embed import embed_tracklets, load_embedder, model_identity
+from cctrack.embed import TrackletEmbeddings, embed_tracklets, load_embedder, model_identity
 from cctrack.errors import CctrackError
 from cctrack.export import check_crops_present, identities_document, write_identities
 from cctrack.mot import write_mot_files
@@ -165,18 +165,8 @@ def _embed_link_export(
 ) -> RunSummary:
     camera_names = [camera.name for camera in cameras]
     layout = CameraLayout.from_dict(config.layout, camera_names) if config.layout is not None else None
+    embeddings = _embeddings(out_dir, tracklets, embedder, crops, show_progress)
     description, sha256 = model_identity(embedder)
-    embeddings = cache.load_embeddings(out_dir, len(tracklets))
-    if embeddings is not None and embeddings.model_sha256 == sha256 and embeddings.dim != embedder.dim:
-        raise CctrackError(
-            f"cached embeddings are {embeddings.dim}-d but the re-id model {description} gives {embedder.dim}-d: "
-            f"delete {cache.cache_dir(out_dir) / 'embeddings.npz'} to re-embed"
-        )
-    if embeddings is None or embeddings.model_sha256 != sha256:
-        if crops is None:
-            crops = cache.load_crops(out_dir, tracklets)
-        embeddings = embed_tracklets(crops, embedder, show_progress)
-        cache.save_embeddings(out_dir, embeddings)
     weights = str(Path(embedder.weights_path).resolve()) if embedder.weights_path else ""
     record = record.with_reid(ModelRecord(description, weights, sha256, embedder.dim), config.to_dict())
     table = tracklet_table(cameras, tracklets)
@@ -199,6 +189,23 @@ def _embed_link_export(
     )
     write_text_atomic(out_dir / "summary.txt", summary.text() + "\n")
     return summary
+
+
+def _embeddings(out_dir: Path, tracklets: list[Tracklet], embedder, crops: list[list] | None,
+                show_progress: bool) -> TrackletEmbeddings:
+    """The cached embeddings when this model made them of these tracklets, else new ones (cached)."""
+    description, sha256 = model_identity(embedder)
+    embeddings = cache.load_embeddings(out_dir, len(tracklets))
+    if embeddings is not None and embeddings.model_sha256 == sha256:
+        if embeddings.dim != embedder.dim:
+            raise CctrackError(
+                f"cached embeddings are {embeddings.dim}-d but the re-id model {description} gives {embedder.dim}-d: "
+                f"delete {cache.cache_dir(out_dir) / 'embeddings.npz'} to re-embed"
+            )
+        return embeddings
+    embeddings = embed_tracklets(crops if crops is not None else cache.load_crops(out_dir, tracklets), embedder, show_progress)
+    cache.save_embeddings(out_dir, embeddings)
+    return embeddings
 
 
 def tracklet_table(cameras: list[Camera], tracklets: list[Tracklet]) -> TrackletTable:
