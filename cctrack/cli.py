@@ -149,6 +149,10 @@ def eval_command(
     write_json_atomic(target, report_to_dict(report))  # first: a bad --json is the only line the user sees
     typer.echo(format_report(report))
     typer.echo(f"metrics written to {target}")
+    if target == pred / "eval.json" and (pred / "report.html").is_file():
+        from cctrack.report import write_report
+
+        typer.echo(f"report written to {write_report(pred)} (with these metrics)")
 
 
 @app.command("sample-gt")
@@ -173,6 +177,15 @@ def export_dataset_command(
 
     count = export_reid_dataset(out_dir, target)
     typer.echo(f"{count} crops written to {target}")
+
+
+@app.command("report")
+@_user_errors
+def report_command(out_dir: Path = typer.Argument(..., help="Output folder of `cctrack run`")) -> None:
+    """(Re)build OUT_DIR/report.html: every identity with its crops, times and links, on one offline page."""
+    from cctrack.report import write_report
+
+    typer.echo(f"report written to {write_report(out_dir)}")
 
 
 def main() -> None:  # pragma: no cover - console entry point
