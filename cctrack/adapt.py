@@ -141,19 +141,22 @@ def _adapt(out_dir: Path, config: RunConfig, settings, link_probability: float, 
     group = confident_groups(len(tracklets), linked.links, link_probability)
     different = co_occurring(table)
 
+    strangers_before = stranger_similarity(table, before.descriptors)  # fails before the training if too few
+
     weights = out_dir / ADAPTED_WEIGHTS
-    try:
+    try:  # adapted.pt is only left behind complete, with its calibration
         result = adapt_weights(base.weights_path, crops, group, different, weights, settings, device,
                                progress=show_progress, extra={"adapted_on": str(out_dir.resolve())})
         adapted = load_embedder(str(weights), device, config.reid.half, config.reid.batch_size)
         after = embed_tracklets(crops, adapted, show_progress)
-        strangers_before = stranger_similarity(table, before.descriptors)
         strangers_after = stranger_similarity(table, after.descriptors)
         calibration = transported(base.calibration, strangers_before, strangers_after)
         set_weights_extra(weights, calibration=calibration.as_dict())
-    except ReidError as error:
+    except BaseException as error:
         weights.unlink(missing_ok=True)
-        raise CctrackError(str(error)) from None
+        if isinstance(error, ReidError):
+            raise CctrackError(str(error)) from None
+        raise
     adapted.calibration = calibration
     # The cache keys embeddings by the weights file's sha256, which the calibration just changed.
     cache.save_embeddings(out_dir, embed_tracklets_identity(after, adapted))

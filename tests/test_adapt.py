@@ -52,3 +52,34 @@ def test_adapting_on_one_camera_separates_people_seen_together(tmp_path):
     same_after, different_after = similarities(tmp_path / "a.pt")
     assert different_after < different_before - 0.05  # people seen together are pushed apart
     assert same_after > same_before - 0.02  # while each person stays themself
+
+
+def test_a_failed_adaptation_leaves_no_adapted_weights(tmp_path, monkeypatch):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    import cctrack.adapt
+    from cctrack.cli import app
+    from tests.conftest import read_sample_frames, write_video
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for camera in ("cam_left", "cam_right"):
+        write_video(videos / f"{camera}.mp4", read_sample_frames(camera, 12))
+    out = tmp_path / "out"
+    runner = CliRunner()
+    assert runner.invoke(app, ["run", str(videos), "--out", str(out), "--no-video", "--quiet"]).exit_code == 0
+    shutil.copy(out / "identities.json", tmp_path / "before.json")
+
+    def broken(*args, **kwargs):
+        raise cctrack.adapt.CctrackError("the calibration could not be carried over")
+
+    # A clip this short has too few stranger pairs to carry a calibration over: pretend it has them, then
+    # fail after the training, when adapted.pt has been written.
+    monkeypatch.setattr(cctrack.adapt, "stranger_similarity", lambda table, descriptors: (0.0, 0.1))
+    monkeypatch.setattr("reid.calibration.transported", broken)
+    result = runner.invoke(app, ["adapt", str(out), "--steps", "1", "--quiet"])
+    assert result.exit_code == 2 and "could not be carried over" in result.stderr
+    assert not (out / "adapted.pt").exists()
+    assert (out / "identities.json").read_text() == (tmp_path / "before.json").read_text()
