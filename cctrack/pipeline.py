@@ -28,6 +28,7 @@ from cctrack.files import sha256_of, write_text_atomic
 from cctrack.link.layout import CameraLayout
 from cctrack.link import LinkResult, TrackletTable, link_tracklets
 from cctrack.record import CameraRecord, ModelRecord, RunRecord
+from cctrack.report import write_report
 from cctrack.outdir import check_output_location, claim_for_run, output_lock
 from cctrack.track import track_cameras
 from cctrack.tracklets import Tracklet
@@ -174,11 +175,13 @@ def _embed_link_export(
     identity = [int(i) for i in result.identity]
     document = identities_document(record, tracklets, result, asdict(config.link), layout)
     write_identities(out_dir / "identities.json", document)
+    (out_dir / "eval.json").unlink(missing_ok=True)  # it scored the identities just replaced
     outputs = outputs + [out_dir / "identities.json"]
     outputs += write_mot_files(out_dir / "global", camera_names, tracklets, identity)
     if config.export.video:
         drawings = [TrackDrawing(t.camera, t.frames, t.boxes, i, f"ID {i}") for t, i in zip(tracklets, identity)]
         outputs += _write_videos(cameras, drawings, out_dir, record.config["video"], config.export.mosaic, layout, show_progress)
+    outputs.append(write_report(out_dir))
     summary = RunSummary(
         out_dir,
         len(cameras),

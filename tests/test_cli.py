@@ -53,6 +53,17 @@ def finished_run(crossing_sample, tmp_path_factory) -> Path:
     return out
 
 
+def test_run_and_link_write_the_report_and_a_relink_drops_a_stale_evaluation(finished_run, tmp_path):
+    assert (finished_run / "report.html").is_file() and "report.html" in (finished_run / "summary.txt").read_text()
+    out = tmp_path / "copy"
+    shutil.copytree(finished_run, out)
+    (out / "report.html").unlink()
+    (out / "eval.json").write_text("{}")  # scored the identities a re-link replaces
+    result = invoke("link", out, "--no-video", "--set", "link.min_probability=0.99", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert (out / "report.html").is_file() and not (out / "eval.json").exists()
+
+
 def test_run_writes_every_output(finished_run):
     out = finished_run
     for name in ["identities.json", "summary.txt", "tracks/cam_left.txt", "tracks/cam_right.txt", "global/cam_left.txt",
