@@ -132,6 +132,26 @@ def adapt_command(
     typer.echo(summary.text())
 
 
+@app.command("search")
+@_user_errors
+def search_command(
+    out_dir: Path = typer.Argument(..., help="Output folder of an earlier `cctrack run`"),
+    image: Optional[Path] = typer.Option(None, "--image", help="A photo of the person (a crop, as tight as a detector box)"),
+    tracklet: Optional[str] = typer.Option(None, "--tracklet", help="A tracklet of the run as the query, e.g. cam_left:3"),
+    top: int = typer.Option(20, "--top", min=1, help="How many tracklets to list"),
+    camera: list[str] = typer.Option([], "--camera", help="Only this camera (repeatable)"),
+    between: Optional[tuple[str, str]] = typer.Option(None, "--between", help="Only tracklets seen between two times (HH:MM:SS or seconds, the run's shared clock)"),
+    json_output: bool = typer.Option(False, "--json", help="Print the hits as JSON"),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda:0, ... (to embed --image)"),
+) -> None:
+    """Where else did this person go? Rank the run's tracklets by similarity to a photo or a tracklet."""
+    from cctrack.search import format_hits, hits_json, parse_clock, search
+
+    window = (parse_clock(between[0]), parse_clock(between[1])) if between else None
+    hits = search(out_dir, image, tracklet, top, camera or None, window, device or "auto")
+    typer.echo(hits_json(hits) if json_output else format_hits(hits))
+
+
 @app.command("eval")
 @_user_errors
 def eval_command(
