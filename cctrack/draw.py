@@ -37,17 +37,61 @@ def identity_colour(key: int) -> tuple[int, int, int]:
     return int(b), int(g), int(r)
 
 
+LABEL_FONT, LABEL_SCALE = cv2.FONT_HERSHEY_SIMPLEX, 0.5
+Rect = tuple[int, int, int, int]  # x0, y0, x1, y1 pixels, exclusive ends
+
+
+def label_size(label: str) -> tuple[int, int]:
+    """(width, height) pixels of a label's filled background."""
+    (text_width, text_height), baseline = cv2.getTextSize(label, LABEL_FONT, LABEL_SCALE, 1)
+    return text_width + 4, text_height + baseline + 2
+
+
+def place_labels(boxes: list[tuple[int, int, int, int]], sizes: list[tuple[int, int]], frame_shape: tuple[int, ...]) -> list[Rect]:
+    """Label rectangles that never overlap each other and stay in the frame: each starts just above its
+    box's top-left corner (inside the box when there is no room above) and, when taken, moves up, then
+    down, a label height at a time, to the nearest free place. Boxes are served top to bottom, so the
+    labels of a crowd stack in the order of their people."""
+    height, width = frame_shape[:2]
+    placed: list[Rect] = []
+    result: list[Rect | None] = [None] * len(boxes)
+    for index in sorted(range(len(boxes)), key=lambda i: (boxes[i][1], boxes[i][0])):
+        x0, y0 = boxes[index][0], boxes[index][1]
+        label_width, label_height = sizes[index]
+        left = min(max(x0, 0), max(width - label_width, 0))
+        home = y0 - label_height if y0 - label_height >= 0 else max(min(y0, height - label_height), 0)
+        offsets = [0] + [step * sign * label_height for step in range(1, 2 * max(height // max(label_height, 1), 1) + 1) for sign in (-1, 1)]
+        choice = None
+        for offset in offsets:
+            top = home + offset
+            if top < 0 or top + label_height > height:
+                continue
+            rect = (left, top, left + label_width, top + label_height)
+            if not any(rect[0] < r[2] and r[0] < rect[2] and rect[1] < r[3] and r[1] < rect[3] for r in placed):
+                choice = rect
+                break
+        result[index] = choice or (left, home, left + label_width, home + label_height)  # a full frame: overlap
+        placed.append(result[index])
+    return result
+
+
 def draw_boxes(frame: np.ndarray, items: list[tuple[np.ndarray, int, str]]) -> np.ndarray:
-    """Draw (box, colour key, label) items on a copy of the frame."""
+    """Draw (box, colour key, label) items on a copy of the frame: every box first, then every label where
+    place_labels puts it, with a thin leader line to its box when it had to move away."""
     canvas = frame.copy()
-    for box, key, label in items:
+    boxes = [tuple(int(round(v)) for v in box) for box, _, _ in items]
+    for (box, key, label), (x0, y0, x1, y1) in zip(items, boxes):
+        cv2.rectangle(canvas, (x0, y0), (x1, y1), identity_colour(key), 2)
+    sizes = [label_size(label) for _, _, label in items]
+    for (box, key, label), (x0, y0, _, _), rect in zip(items, boxes, place_labels(boxes, sizes, canvas.shape)):
         colour = identity_colour(key)
-        x0, y0, x1, y1 = (int(round(v)) for v in box)
-        cv2.rectangle(canvas, (x0, y0), (x1, y1), colour, 2)
-        (text_width, text_height), baseline = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
-        top = max(y0 - text_height - baseline - 2, 0)
-        cv2.rectangle(canvas, (x0, top), (x0 + text_width + 4, top + text_height + baseline + 2), colour, -1)
-        cv2.putText(canvas, label, (x0 + 2, top + text_height + 1), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        home_top = y0 - (rect[3] - rect[1])
+        if abs(rect[1] - home_top) > 1 and not (rect[1] <= y0 <= rect[3]):
+            anchor_y = rect[3] if rect[3] <= y0 else rect[1]
+            cv2.line(canvas, (rect[0], anchor_y), (x0, y0), colour, 1, cv2.LINE_AA)
+        cv2.rectangle(canvas, (rect[0], rect[1]), (rect[2] - 1, rect[3] - 1), colour, -1)
+        _, text_height = cv2.getTextSize(label, LABEL_FONT, LABEL_SCALE, 1)[0]
+        cv2.putText(canvas, label, (rect[0] + 2, rect[1] + text_height + 1), LABEL_FONT, LABEL_SCALE, (0, 0, 0), 1, cv2.LINE_AA)
     return canvas
 
 

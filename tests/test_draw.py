@@ -26,3 +26,27 @@ def test_mosaic_shows_cameras_of_10_and_25_fps_at_the_same_time(tmp_path, fast_o
     assert read_mosaic(tmp_path / "videos" / "mosaic.mp4") == expected
     assert frame_count(tmp_path / "videos" / "a_slow.mp4") == 30
     assert frame_count(tmp_path / "videos" / "b_fast.mp4") == 75
+
+
+def overlaps(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def test_labels_of_people_walking_close_together_never_overlap():
+    from cctrack.draw import draw_boxes, identity_colour, label_size, place_labels
+
+    frame = np.full((240, 320, 3), 40, np.uint8)
+    # Three people side by side, two more at the top edge, one at the right edge: their boxes' top-left
+    # corners are a few pixels apart, so labels drawn at the corners would cover each other.
+    boxes = [(100, 80, 140, 200), (104, 82, 150, 210), (108, 79, 160, 205), (10, 2, 50, 120), (12, 4, 60, 118), (290, 100, 330, 200)]
+    labels = [f"ID {key}" for key in range(1, len(boxes) + 1)]
+    rects = place_labels(boxes, [label_size(label) for label in labels], frame.shape)
+    assert all(not overlaps(a, b) for i, a in enumerate(rects) for b in rects[i + 1:])
+    assert all(0 <= r[0] and r[2] <= 320 and 0 <= r[1] and r[3] <= 240 for r in rects)  # in the frame
+    width, height = label_size(labels[2])
+    assert rects[2] == (108, 79 - height, 108 + width, 79)  # the top-most of a crowd keeps its place above its box
+    assert all(abs(r[1] - b[1]) <= 3 * height for r, b in zip(rects, boxes))  # the others stay near theirs
+    # Drawn, every label keeps its own colour where it was placed: none is painted over by another.
+    canvas = draw_boxes(frame, [(np.array(box, np.float32), key, label) for key, (box, label) in enumerate(zip(boxes, labels), start=1)])
+    for key, rect in enumerate(rects, start=1):
+        assert tuple(int(v) for v in canvas[rect[1] + 1, rect[0] + 1]) == identity_colour(key)
