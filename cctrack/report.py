@@ -50,6 +50,7 @@ def report_data(out_dir: Path) -> dict:
             camera_index[link["a"]["camera"]], link["a"]["track_id"], camera_index[link["b"]["camera"]],
             link["b"]["track_id"], round(link["similarity"], 3), round(link["confidence"], 3), link["cross_camera"],
         ])
+    similar = find_similar(out_dir, document, camera_index)
     identities = []
     for identity in document["identities"]:
         tracklets = [
@@ -60,7 +61,8 @@ def report_data(out_dir: Path) -> dict:
         # 1.0 and 1.1 files have no shared clock: the cameras' own clocks stand in for it
         first_shared = identity.get("first_shared_seconds", identity["first_seconds"])
         identities.append({"id": identity["id"], "first": round(first_shared, 2), "tracklets": tracklets,
-                           "links": links_by_identity.get(identity["id"], [])})
+                           "links": links_by_identity.get(identity["id"], []),
+                           "similar": similar.get(identity["id"], [])})
     eval_path = out_dir / "eval.json"
     return {
         "schema_version": document["schema_version"],
@@ -74,6 +76,39 @@ def report_data(out_dir: Path) -> dict:
         "identities": identities,
         "eval": _load_json(eval_path, "") if eval_path.is_file() else None,
     }
+
+
+SIMILAR_SHOWN = 5
+
+
+def find_similar(out_dir: Path, document: dict, camera_index: dict[str, int]) -> dict[int, list]:
+    """Per identity, the SIMILAR_SHOWN tracklets of other identities most like its first tracklet, as
+    `cctrack search --tracklet` ranks them: [camera index, track id, identity, similarity]. Empty when the
+    run has no cached embeddings (e.g. a folder holding only identities.json)."""
+    import numpy as np
+
+    from cctrack.search import load_index
+
+    try:
+        index = load_index(out_dir)
+    except CctrackError:
+        return {}
+    row_of = {(str(camera), int(track)): row for row, (camera, track) in enumerate(zip(index.cameras, index.track_ids))}
+    queries = [(identity["id"], row_of.get((identity["tracklets"][0]["camera"], identity["tracklets"][0]["track_id"])))
+               for identity in document["identities"]]
+    queries = [(identity, row) for identity, row in queries if row is not None]
+    if not queries:
+        return {}
+    similarity = index.descriptors[[row for _, row in queries]] @ index.descriptors.T
+    similarity[index.identities[None, :] == np.array([identity for identity, _ in queries])[:, None]] = -np.inf
+    shown = min(SIMILAR_SHOWN, similarity.shape[1])
+    result = {}
+    for (identity, _), scores in zip(queries, similarity):
+        best = np.argpartition(-scores, shown - 1)[:shown]
+        best = best[np.argsort(-scores[best])]
+        result[identity] = [[camera_index[str(index.cameras[row])], int(index.track_ids[row]), int(index.identities[row]),
+                             round(float(scores[row]), 3)] for row in best if np.isfinite(scores[row])]
+    return result
 
 
 def _camera_entry(camera: dict, out_dir: Path) -> dict:
