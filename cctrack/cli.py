@@ -16,6 +16,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Multi-camera
 
 CONFIG_HELP = "YAML config (default: configs/default.yaml)"
 SET_HELP = "Override any config value, e.g. --set detector.image_size=1280 (repeatable)"
+CORRECTIONS_HELP = "A person's corrections (same / different / alone), default: OUT_DIR/corrections.yaml if there"
 DEVICE_HELP = "Where the detector, the re-id model and the linker run: auto, cpu, cuda, cuda:1, ... (config: device)"
 
 
@@ -68,6 +69,7 @@ def run_command(
     video: Optional[bool] = typer.Option(None, "--video/--no-video", help="Write annotated videos"),
     link: Optional[bool] = typer.Option(None, "--link/--no-link", help="Link tracklets across cameras (re-id)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run of other videos in OUT (only cctrack's own outputs are removed)"),
+    corrections: Optional[Path] = typer.Option(None, "--corrections", help=CORRECTIONS_HELP.replace("OUT_DIR", "OUT")),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars"),
 ) -> None:
     """Detect, track, re-identify and link people in every camera of VIDEO_DIR."""
@@ -85,7 +87,8 @@ def run_command(
         "export.video": video,
         "export.link": link,
     }
-    summary = run(video_dir, out, load_config(config, settings, flags), show_progress=not quiet, overwrite=overwrite)
+    summary = run(video_dir, out, load_config(config, settings, flags), show_progress=not quiet, overwrite=overwrite,
+                  corrections_path=corrections)
     typer.echo(summary.text())
 
 
@@ -98,14 +101,16 @@ def link_command(
     reid_checkpoint: Optional[str] = typer.Option(None, "--reid-checkpoint", help="A CSSC checkpoint (re-embeds cached crops)"),
     device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
     video: Optional[bool] = typer.Option(None, "--video/--no-video", help="Write annotated videos"),
+    corrections: Optional[Path] = typer.Option(None, "--corrections", help=CORRECTIONS_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars"),
 ) -> None:
-    """Re-link the cached tracklets of OUT_DIR with other settings (no detection or tracking)."""
+    """Re-link the cached tracklets of OUT_DIR with other settings (no detection or tracking), keeping
+    every correction a person made."""
     from cctrack.config import load_config
     from cctrack.pipeline import relink
 
     flags = {"reid.checkpoint": reid_checkpoint, "device": device, "export.video": video}
-    summary = relink(out_dir, load_config(config, settings, flags), show_progress=not quiet)
+    summary = relink(out_dir, load_config(config, settings, flags), show_progress=not quiet, corrections_path=corrections)
     typer.echo(summary.text())
 
 

@@ -25,7 +25,8 @@ from cctrack.tracklets import Tracklet
 
 # 1.1: a link's confidence is its probability (calibrated linking); 1.0 was a distance margin.
 # 1.2: first/last_shared_seconds beside first/last_seconds (the camera's own clock).
-SCHEMA_VERSION = "1.2"
+# 1.3: each link's source: "model" (the evidence) or "person" (a `same` correction, corrections.yaml).
+SCHEMA_VERSION = "1.3"
 SCHEMA_PATH = Path(__file__).resolve().parent / "identities.schema.json"
 
 
@@ -81,6 +82,7 @@ def identities_document(record: RunRecord, tracklets: list[Tracklet], result: Li
                 "cross_camera": a.camera != b.camera,
                 "similarity": round(float(link.similarity), 4),
                 "confidence": round(float(link.confidence), 4),
+                "source": link.source,
             }
         )
     multi_camera = sum(1 for entry in identities if len(entry["cameras"]) > 1)

@@ -30,6 +30,7 @@ LOCK_NAME = "cctrack.lock"
 HALF_WRITTEN_LOCK_SECONDS = 10.0  # a lock file without its holder for this long was left by a crash
 INPUTS_RECORD = Path("cache") / "inputs.json"
 # Everything a run (and `cctrack link`, `adapt`, `eval`) writes at the top of OUT_DIR.
+CORRECTIONS_NAME = "corrections.yaml"  # a person's, never cleared: read by `cctrack run` and `cctrack link`
 RUN_OUTPUTS = ("identities.json", "summary.txt", "eval.json", "adapted.pt", "report.html",
                "tracks", "global", "videos", "crops", "cache")
 
@@ -105,7 +106,9 @@ def claim_for_run(out_dir: Path, cameras: list[Camera], overwrite: bool) -> None
     `overwrite`, or a non-empty folder that holds no run; clear the old run's outputs; record the inputs."""
     current = inputs_fingerprint(cameras)
     recorded = _recorded_inputs(out_dir)
-    others = [p.name for p in out_dir.iterdir() if p.name != LOCK_NAME and not p.name.startswith(".write-test-")]
+    # corrections.yaml is a person's, read by the run: a folder holding only it is still a new one.
+    others = [p.name for p in out_dir.iterdir()
+              if p.name not in (LOCK_NAME, CORRECTIONS_NAME) and not p.name.startswith(".write-test-")]
     if recorded is None and others and not overwrite:
         raise CctrackError(f"output folder {out_dir} is not empty and holds no cctrack run ({others[0]}, ...); choose a new folder")
     if recorded is not None and not _same_inputs(recorded, current) and not overwrite:

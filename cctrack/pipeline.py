@@ -6,6 +6,7 @@ Output folder layout:
     global/<camera>.txt    MOTChallenge, global identity ids (same person, same id in every camera)
     videos/<camera>.mp4    annotated video; videos/mosaic.mp4 all cameras side by side
     crops/<camera>/...     tracklet crops; cache/ what `cctrack link` re-uses
+    corrections.yaml       written by a person, not by cctrack: same / different / alone (cctrack.link.corrections)
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ from cctrack.mot import write_mot_files
 from cctrack.files import sha256_of, write_text_atomic
 from cctrack.link.layout import CameraLayout
 from cctrack.link import LinkResult, TrackletTable, link_tracklets
+from cctrack.link.corrections import Corrections, load_corrections, resolve_corrections
 from cctrack.record import CameraRecord, ModelRecord, RunRecord
 from cctrack.report import write_report
-from cctrack.outdir import check_output_location, claim_for_run, output_lock
+from cctrack.outdir import CORRECTIONS_NAME, check_output_location, claim_for_run, output_lock
 from cctrack.track import track_cameras
 from cctrack.tracklets import Tracklet
 from cctrack.video import Camera, discover_cameras, frames_available
@@ -68,11 +70,14 @@ class RunSummary:
         return "\n".join(lines)
 
 
-def run(video_dir: Path, out_dir: Path, config: RunConfig, show_progress: bool = True, overwrite: bool = False) -> RunSummary:
+def run(video_dir: Path, out_dir: Path, config: RunConfig, show_progress: bool = True, overwrite: bool = False,
+        corrections_path: Path | None = None) -> RunSummary:
     """`cctrack run`: every stage, then every export. The output folder must be new, empty, or hold an
-    earlier run of the same videos (or `overwrite`), see cctrack.outdir."""
+    earlier run of the same videos (or `overwrite`), see cctrack.outdir. Linking applies the corrections
+    of `corrections_path`, else of out_dir/corrections.yaml if there."""
     out_dir = Path(out_dir)
     check_output_location(out_dir, Path(video_dir))
+    corrections = corrections_of_run(out_dir, corrections_path)  # a bad file fails before the long work
     cameras = discover_cameras(Path(video_dir), image_fps=config.video.image_fps)
     if config.layout is not None:
         CameraLayout.from_dict(config.layout, [camera.name for camera in cameras])  # fail before the long work
@@ -83,11 +88,11 @@ def run(video_dir: Path, out_dir: Path, config: RunConfig, show_progress: bool =
     detector = PersonDetector(config.detector, device)
     with output_lock(out_dir, "run"):
         claim_for_run(out_dir, cameras, overwrite)
-        return _track_and_export(video_dir, out_dir, cameras, config, device, detector, embedder, show_progress)
+        return _track_and_export(video_dir, out_dir, cameras, config, device, detector, embedder, corrections, show_progress)
 
 
 def _track_and_export(video_dir: Path, out_dir: Path, cameras: list[Camera], config: RunConfig, device: torch.device,
-                      detector: PersonDetector, embedder, show_progress: bool) -> RunSummary:
+                      detector: PersonDetector, embedder, corrections: Corrections, show_progress: bool) -> RunSummary:
     tracks = track_cameras(
         cameras,
         detector,
@@ -121,19 +126,22 @@ def _track_and_export(video_dir: Path, out_dir: Path, cameras: list[Camera], con
             layout = CameraLayout.from_dict(config.layout, [c.name for c in cameras]) if config.layout is not None else None
             outputs += _write_videos(cameras, drawings, out_dir, record.config["video"], config.export.mosaic, layout, show_progress)
         return RunSummary(out_dir, len(cameras), len(tracklets), 0, 0, outputs)
-    return _embed_link_export(out_dir, cameras, tracklets, record, config, device, embedder, crops, outputs, show_progress)
+    return _embed_link_export(out_dir, cameras, tracklets, record, config, device, embedder, crops, outputs, corrections,
+                              show_progress)
 
 
-def relink(out_dir: Path, config: RunConfig, show_progress: bool = True) -> RunSummary:
+def relink(out_dir: Path, config: RunConfig, show_progress: bool = True, corrections_path: Path | None = None) -> RunSummary:
     """`cctrack link`: embeddings (re-used when the re-id model is unchanged), identities and exports
-    from the cache of an earlier `cctrack run`."""
+    from the cache of an earlier `cctrack run`, with the corrections of `corrections_path`, else of
+    out_dir/corrections.yaml if there."""
     out_dir = Path(out_dir)
     cache.load_run_info(out_dir)  # a folder without a run fails here, before the lock creates anything
+    corrections = corrections_of_run(out_dir, corrections_path)
     with output_lock(out_dir, "link"):
-        return _relink(out_dir, config, show_progress)
+        return _relink(out_dir, config, corrections, show_progress)
 
 
-def _relink(out_dir: Path, config: RunConfig, show_progress: bool) -> RunSummary:
+def _relink(out_dir: Path, config: RunConfig, corrections: Corrections, show_progress: bool) -> RunSummary:
     record = cache.load_run_info(out_dir)
     tracklets = cache.load_tracklets(out_dir, record)
     check_crops_present(out_dir, tracklets)
@@ -144,7 +152,8 @@ def _relink(out_dir: Path, config: RunConfig, show_progress: bool) -> RunSummary
     device = resolve_device(config.device)
     embedder = _load_configured_embedder(config, device)
     crops = None  # loaded only if the embeddings have to be recomputed
-    return _embed_link_export(out_dir, cameras, tracklets, record, config, device, embedder, crops, outputs, show_progress)
+    return _embed_link_export(out_dir, cameras, tracklets, record, config, device, embedder, crops, outputs, corrections,
+                              show_progress)
 
 
 def _load_configured_embedder(config: RunConfig, device: torch.device):
@@ -162,6 +171,7 @@ def _embed_link_export(
     embedder,
     crops: list[list] | None,
     outputs: list[Path],
+    corrections: Corrections,
     show_progress: bool,
 ) -> RunSummary:
     camera_names = [camera.name for camera in cameras]
@@ -171,7 +181,9 @@ def _embed_link_export(
     weights = str(Path(embedder.weights_path).resolve()) if embedder.weights_path else ""
     record = record.with_reid(ModelRecord(description, weights, sha256, embedder.dim), config.to_dict())
     table = tracklet_table(cameras, tracklets)
-    result: LinkResult = link_tracklets(table, embeddings.descriptors, config.link, layout, embedder.calibration, device)
+    constraints = resolve_corrections(corrections, [(t.camera, t.track_id) for t in tracklets], table)
+    result: LinkResult = link_tracklets(table, embeddings.descriptors, config.link, layout, embedder.calibration, device,
+                                        constraints)
     identity = [int(i) for i in result.identity]
     document = identities_document(record, tracklets, result, asdict(config.link), layout)
     write_identities(out_dir / "identities.json", document)
@@ -209,6 +221,16 @@ def _embeddings(out_dir: Path, tracklets: list[Tracklet], embedder, crops: list[
     embeddings = embed_tracklets(crops if crops is not None else cache.load_crops(out_dir, tracklets), embedder, show_progress)
     cache.save_embeddings(out_dir, embeddings)
     return embeddings
+
+
+def corrections_of_run(out_dir: Path, path: Path | None = None) -> Corrections:
+    """The corrections a link of out_dir applies: `path` when given, else out_dir/corrections.yaml if there."""
+    if path is not None:
+        if not Path(path).is_file():
+            raise CctrackError(f"corrections file {path} not found")
+        return load_corrections(path)
+    default = Path(out_dir) / CORRECTIONS_NAME
+    return load_corrections(default) if default.is_file() else Corrections()
 
 
 def tracklet_table(cameras: list[Camera], tracklets: list[Tracklet]) -> TrackletTable:

@@ -256,7 +256,7 @@ def test_identities_json_gives_times_on_the_camera_s_clock_and_on_the_shared_clo
     assert result.exit_code == 0, result.output
     document = json.loads((out / "identities.json").read_text())
     validate_identities(document)
-    assert document["schema_version"] == "1.2"
+    assert document["schema_version"] == "1.3"
     offset = {"cam_left": 0.0, "cam_right": -2.5}
     for identity in document["identities"]:
         tracklets = identity["tracklets"]
@@ -674,3 +674,85 @@ def test_max_seconds_cuts_cameras_of_10_and_25_fps_at_the_same_time_and_the_mosa
     expected = [(2 * k // 5 if k < 50 else -1, k - 25 if k >= 25 else -1) for k in range(75)]
     assert read_mosaic(out / "videos" / "mosaic.mp4") == expected
     assert "--max-seconds" in invoke("run", "--help").stdout
+
+
+def test_link_applies_a_person_s_corrections_whatever_the_threshold(finished_run, tmp_path):
+    out = tmp_path / "corrected"
+    shutil.copytree(finished_run, out)
+    model = json.loads((finished_run / "identities.json").read_text())
+    link = next(link for link in model["links"] if link["cross_camera"])
+    a, b = (f"{link[end]['camera']}:{link[end]['track_id']}" for end in ("a", "b"))
+
+    def identity_of(document: dict, key: str) -> int:
+        return next(identity["id"] for identity in document["identities"] for t in identity["tracklets"]
+                    if f"{t['camera']}:{t['track_id']}" == key)
+
+    # different: the model's own cross-camera link is undone, at the default settings and at any looser one.
+    (out / "corrections.yaml").write_text(f"different: [[{a}, {b}]]\n")
+    for settings in ([], ["--set", "link.min_probability=0.5"], ["--set", "link.distance_threshold=1.9"]):
+        result = invoke("link", out, "--no-video", "--quiet", *settings)
+        assert result.exit_code == 0, result.output
+        document = json.loads((out / "identities.json").read_text())
+        validate_identities(document)
+        assert identity_of(document, a) != identity_of(document, b)
+        assert {link["source"] for link in document["links"]} <= {"model"}
+    # same, from --corrections: joined even when the threshold links nothing else; the link says a person made it.
+    corrections = tmp_path / "mine.yaml"
+    corrections.write_text(f"same: [[{a}, {b}]]\n")
+    result = invoke("link", out, "--no-video", "--quiet", "--corrections", corrections, "--set", "link.distance_threshold=0.000001")
+    assert result.exit_code == 0, result.output
+    document = json.loads((out / "identities.json").read_text())
+    validate_identities(document)
+    assert document["schema_version"] == "1.3" and identity_of(document, a) == identity_of(document, b)
+    [person] = document["links"]
+    assert person["source"] == "person" and person["confidence"] == 1.0
+    assert {f"{person[end]['camera']}:{person[end]['track_id']}" for end in ("a", "b")} == {a, b}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("same: [[{a}, {b}]]\ndifferent: [[{b}, {a}]]\n", "different[0] [{b}, {a}] contradicts same[0] [{a}, {b}]"),
+    ("alone: [cam_left:999]\n", "alone[0] cam_left:999 names cam_left:999, an unknown tracklet"),
+    ("same: [[{a}, {b}]\n", "corrections.yaml is not valid YAML"),
+])
+def test_link_refuses_contradictory_or_unknown_corrections_in_one_line(finished_run, tmp_path, text, message):
+    out = tmp_path / "corrected"
+    shutil.copytree(finished_run, out)
+    link = next(link for link in json.loads((finished_run / "identities.json").read_text())["links"] if link["cross_camera"])
+    a, b = (f"{link[end]['camera']}:{link[end]['track_id']}" for end in ("a", "b"))
+    (out / "corrections.yaml").write_text(text.format(a=a, b=b))
+    before = (out / "identities.json").read_text()
+    result = invoke("link", out, "--no-video", "--quiet")
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message.format(a=a, b=b) in lines[0], result.stderr
+    assert (out / "identities.json").read_text() == before
+    missing = invoke("link", out, "--no-video", "--quiet", "--corrections", tmp_path / "none.yaml")
+    assert missing.exit_code == 2 and "corrections file" in missing.stderr and "not found" in missing.stderr
+
+
+def test_run_refuses_a_bad_corrections_file_before_any_work_as_link_does(crossing_sample, tmp_path):
+    corrections = tmp_path / "corrections.yaml"
+    corrections.write_text("same: [[cam_left:3]]\n")
+    out = tmp_path / "out"
+    result = invoke("run", crossing_sample, "--out", out, "--corrections", corrections, "--quiet")
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == f"error: corrections {corrections}: same[0] must be a pair [camera:track, camera:track], got ['cam_left:3']"
+    assert files_under(out) == []
+
+
+def test_report_cards_find_similar_as_search_ranks_them(finished_run):
+    from cctrack.report import report_data
+    from cctrack.search import search
+
+    data = report_data(finished_run)
+    names = [camera["name"] for camera in data["cameras"]]
+    checked = 0
+    for identity in data["identities"][:5]:
+        similar = identity["similar"]
+        assert similar and all(entry[2] != identity["id"] for entry in similar)
+        assert [entry[3] for entry in similar] == sorted((entry[3] for entry in similar), reverse=True)
+        first = identity["tracklets"][0]
+        hits = [h for h in search(finished_run, tracklet=f"{names[first[0]]}:{first[1]}", top=100) if h.identity != identity["id"]]
+        assert [(names[e[0]], e[1]) for e in similar] == [(h.camera, h.track_id) for h in hits[:len(similar)]]
+        checked += 1
+    assert checked

@@ -19,6 +19,10 @@ Constrained agglomerative clustering over candidate pairs, in three steps that s
    Cannot-link: a merge is never made if it would put two same-camera, frame-overlapping tracklets in
    one cluster, checked at every merge.
 
+A person's corrections (cctrack.link.corrections: same, different, alone) are constraints of step 3:
+must-link groups are merged first, before any evidence-based merge, and their links have source
+"person"; cannot-link pairs and `alone` tracklets are never merged. No threshold or model undoes them.
+
 A link's confidence is the probability of its merge. With `distance_threshold` set instead (descriptors
 without a calibration), clusters merge on mean cosine distance, and confidence is the margin
 1 - d / min(threshold, d_rival), d_rival being the closest candidate of another identity.
@@ -37,12 +41,13 @@ from cctrack.errors import CctrackError
 from cctrack.link import evidence
 from cctrack.link.candidates import candidate_pairs, tracklet_seconds
 from cctrack.link.cluster import Agglomeration
+from cctrack.link.corrections import LinkConstraints
 from cctrack.link.layout import CameraLayout
 from cctrack.link.settings import LINKAGES, LinkSettings
 from cctrack.link.table import TrackletTable
 
 __all__ = [
-    "CameraLayout", "LINKAGES", "Link", "LinkCalibration", "LinkResult", "LinkSettings", "TrackletTable",
+    "CameraLayout", "LINKAGES", "Link", "LinkCalibration", "LinkConstraints", "LinkResult", "LinkSettings", "TrackletTable",
     "candidate_pairs", "center_per_camera", "link_tracklets", "tracklet_seconds",
 ]
 
@@ -54,7 +59,8 @@ class Link:
     tracklet_a: int
     tracklet_b: int
     similarity: float  # cosine similarity of this pair's embeddings (after per-camera centring, if on)
-    confidence: float  # in [0, 1]: the merge's probability (or margin, with distance_threshold)
+    confidence: float  # in [0, 1]: the merge's probability (or margin, with distance_threshold); 1 from a person
+    source: str = "model"  # "model": the evidence merged it; "person": a `same` correction did
 
 
 @dataclass(frozen=True)
@@ -77,11 +83,14 @@ def link_tracklets(
     layout: CameraLayout | None = None,
     calibration: LinkCalibration | None = None,
     device: str | torch.device = "auto",
+    constraints: LinkConstraints | None = None,
 ) -> LinkResult:
     """Join tracklets (rows of `table`, embeddings (N, D) float32 L2-normalised) into global identities.
 
     calibration: how the embedder's similarities read as evidence; needed unless
-    settings.distance_threshold is set. device: where the candidate pairs' similarity blocks run."""
+    settings.distance_threshold is set. device: where the candidate pairs' similarity blocks run.
+    constraints: a person's corrections as rows (cctrack.link.corrections.resolve_corrections, which
+    checks they are consistent), kept whatever the settings."""
     embeddings = _checked_embeddings(embeddings, len(table))
     if settings.distance_threshold is None and calibration is None:
         raise CctrackError(
@@ -105,13 +114,27 @@ def link_tracklets(
         cost, threshold = -log_odds, -evidence.logit(settings.min_probability)
     clustering = Agglomeration(table, threshold, settings.linkage)
     clustering.add_pairs(pair_a, pair_b, cost)
+    person_links = _apply_constraints(clustering, constraints or LinkConstraints.none(), embeddings)
     merges = clustering.run()
     identity = _number_by_first_appearance(clustering.cluster_of_tracklet(), start_seconds)
     if settings.distance_threshold is not None:
         links, identity_confidence = _links_with_confidence(merges, identity, pair_a, pair_b, distance, threshold)
     else:
         links, identity_confidence = _links_with_probability(merges, identity, embeddings)
-    return LinkResult(identity=identity, links=links, identity_confidence=identity_confidence)
+    return LinkResult(identity=identity, links=person_links + links, identity_confidence=identity_confidence)
+
+
+def _apply_constraints(clustering: Agglomeration, constraints: LinkConstraints, embeddings: np.ndarray) -> list[Link]:
+    """Cannot-link and alone first, then the must-link merges; the links of those merges."""
+    for row in constraints.alone.tolist():
+        clustering.isolate(row)
+    for a, b in constraints.cannot_link.tolist():
+        clustering.forbid(a, b)
+    links = []
+    for a, b in constraints.must_link.tolist():
+        if clustering.join(a, b):
+            links.append(Link(a, b, float(embeddings[a] @ embeddings[b]), 1.0, source="person"))
+    return links
 
 
 def pair_log_odds(table: TrackletTable, embeddings: np.ndarray, pair_a: np.ndarray, pair_b: np.ndarray,

@@ -17,6 +17,10 @@ _SUM, _COUNT, _MIN, _MAX, _CLOSEST_A, _CLOSEST_B, _BLOCKED, _LINKAGE = range(8)
 class Agglomeration:
     """Closest-first merging over the sparse candidate graph, cannot-link checked at every merge.
 
+    A person's corrections (cctrack.link.corrections) come first: `join` merges must-link pairs before
+    any evidence-based merge, and `forbid` / `isolate` add cannot-link pairs and never-linked tracklets
+    that `run` respects like frame overlaps.
+
     Cluster ids are tracklet rows; a merge keeps the id of the cluster with more neighbours, so that
     only the other one's neighbours are revisited (small into large). A pair's statistics live in one
     list shared by both clusters' neighbour maps, its fields named by _SUM ... _LINKAGE.
@@ -33,6 +37,32 @@ class Agglomeration:
                              for camera, first, last in zip(table.camera_index, table.first_frame, table.last_frame)]
         self.neighbours: list[dict[int, list] | None] = [{} for _ in range(count)]
         self.closest_first: list[tuple[float, int, int]] = []  # all clusters: (distance, low id, high id)
+        self.merged_into = list(range(count))  # union-find: a cluster id leads to the cluster it merged into
+        self.cannot_link: list[set[int] | None] = [set() for _ in range(count)]  # clusters each may never join
+        self.isolated = [False] * count
+
+    def forbid(self, row_a: int, row_b: int) -> None:
+        """Cannot-link: the clusters of these tracklets never merge."""
+        a, b = self._find(row_a), self._find(row_b)
+        self.cannot_link[a].add(b)
+        self.cannot_link[b].add(a)
+
+    def isolate(self, row: int) -> None:
+        """The tracklet's cluster never merges with another."""
+        self.isolated[self._find(row)] = True
+
+    def join(self, row_a: int, row_b: int) -> bool:
+        """Must-link: merge the clusters of these tracklets now, candidates or not; False if they already
+        were one. The caller has checked that corrections do not contradict each other (or cannot-link)."""
+        a, b = self._find(row_a), self._find(row_b)
+        if a == b:
+            return False
+        if self._forbidden(a, b):
+            raise ValueError(f"must-link of rows {row_a} and {row_b} breaks a cannot-link")
+        if b not in self.neighbours[a]:  # no candidate pair: an empty one, dropped by the merge
+            self.neighbours[a][b] = self.neighbours[b][a] = [0.0, 0, np.inf, -np.inf, row_a, row_b, False, np.inf]
+        self._merge(a, b)
+        return True
 
     def add_pairs(self, pair_a: np.ndarray, pair_b: np.ndarray, distance: np.ndarray) -> None:
         for a, b, pair_distance in zip(pair_a.tolist(), pair_b.tolist(), distance.tolist()):
@@ -50,7 +80,7 @@ class Agglomeration:
             statistics = self._current(a, b, distance)
             if statistics is None:
                 continue
-            if self._would_join_overlapping(a, b):
+            if self._forbidden(a, b):
                 statistics[_BLOCKED] = True  # any cluster containing both conflicts too: never look again
                 continue
             merges.append((statistics[_CLOSEST_A], statistics[_CLOSEST_B], statistics[_MIN], distance))
@@ -71,6 +101,17 @@ class Agglomeration:
         if statistics is None or statistics[_BLOCKED] or statistics[_LINKAGE] != distance:
             return None
         return statistics
+
+    def _find(self, row: int) -> int:
+        root = row
+        while self.merged_into[root] != root:
+            root = self.merged_into[root]
+        while self.merged_into[row] != root:  # path compression
+            self.merged_into[row], row = root, self.merged_into[row]
+        return root
+
+    def _forbidden(self, a: int, b: int) -> bool:
+        return self.isolated[a] or self.isolated[b] or b in self.cannot_link[a] or self._would_join_overlapping(a, b)
 
     def _would_join_overlapping(self, a: int, b: int) -> bool:
         small, large = sorted((a, b), key=lambda cluster: len(self.members[cluster]))
@@ -96,9 +137,16 @@ class Agglomeration:
             for first, last in zip(firsts, lasts):
                 large_lasts.insert(bisect_right(large_firsts, first), last)
                 insort(large_firsts, first)
+        self.merged_into[gone] = keep
         self.members[large].extend(self.members[small])
         self.members[keep], self.frame_ranges[keep] = self.members[large], self.frame_ranges[large]
         self.members[gone] = self.frame_ranges[gone] = None
+        for other in self.cannot_link[gone]:
+            self.cannot_link[other].discard(gone)
+            self.cannot_link[other].add(keep)
+        self.cannot_link[keep] |= self.cannot_link[gone]
+        self.isolated[keep] = self.isolated[keep] or self.isolated[gone]
+        self.cannot_link[gone] = None
 
         kept_neighbours, gone_neighbours = self.neighbours[keep], self.neighbours[gone]
         del kept_neighbours[gone]
