@@ -676,6 +676,46 @@ def test_max_seconds_cuts_cameras_of_10_and_25_fps_at_the_same_time_and_the_mosa
     assert "--max-seconds" in invoke("run", "--help").stdout
 
 
+def test_search_finds_where_else_a_person_went(finished_run):
+    document = json.loads((finished_run / "identities.json").read_text())
+    tracklets = [(t["camera"], t["track_id"]) for identity in document["identities"] for t in identity["tracklets"]]
+    camera, track = tracklets[0]
+    # A photo of the person: the tracklet's own representative crop finds that tracklet first.
+    photo = finished_run / "crops" / camera / f"{track:05d}_0.jpg"
+    result = invoke("search", finished_run, "--image", photo, "--top", "3", "--json")
+    assert result.exit_code == 0, result.output
+    hits = json.loads(result.stdout)
+    assert [(hits[0]["camera"], hits[0]["track_id"])] == [(camera, track)] and len(hits) == 3
+    assert [h["rank"] for h in hits] == [1, 2, 3] and hits[0]["similarity"] >= hits[1]["similarity"] >= hits[2]["similarity"]
+    # A tracklet as the query: never itself; filters by camera and by time.
+    result = invoke("search", finished_run, "--tracklet", f"{camera}:{track}", "--top", "100", "--json")
+    hits = json.loads(result.stdout)
+    assert len(hits) == len(tracklets) - 1 and (camera, track) not in [(h["camera"], h["track_id"]) for h in hits]
+    other = next(c for c, _ in tracklets if c != camera)
+    hits = json.loads(invoke("search", finished_run, "--tracklet", f"{camera}:{track}", "--camera", other, "--json").stdout)
+    assert hits and {h["camera"] for h in hits} == {other}
+    hits = json.loads(invoke("search", finished_run, "--tracklet", f"{camera}:{track}", "--between", "0", "00:00:02", "--json").stdout)
+    assert all(h["first_seconds"] <= 2 for h in hits)
+    table = invoke("search", finished_run, "--tracklet", f"{camera}:{track}", "--top", "2").stdout.splitlines()
+    assert table[0].split()[:4] == ["rank", "camera", "track", "identity"] and len(table) == 3
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "give exactly one query"),
+    (["--tracklet", "cam_left:999"], "tracklet cam_left:999 is not in this run"),
+    (["--tracklet", "cam_left"], "expected camera:track"),
+    (["--tracklet", "cam_left:1", "--camera", "lobby"], "camera lobby is not in this run"),
+    (["--tracklet", "cam_left:1", "--between", "10", "5"], "the end (5 s) is before the start (10 s)"),
+    (["--tracklet", "cam_left:1", "--between", "ten", "20"], "expected seconds or HH:MM:SS"),
+    (["--image", "/nonexistent/photo.jpg"], "cannot read image"),
+])
+def test_search_mistakes_are_one_line(finished_run, args, message):
+    result = invoke("search", finished_run, *args)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+
+
 def test_link_applies_a_person_s_corrections_whatever_the_threshold(finished_run, tmp_path):
     out = tmp_path / "corrected"
     shutil.copytree(finished_run, out)
