@@ -13,17 +13,14 @@ FLOPs per crop are counted with torch.utils.flop_counter (2 x MACs of convs and 
 24.3 GFLOPs at 384x192 scaled by pixel count; on CUDA the table also shows achieved TFLOP/s and the
 fraction of the GPU's dense fp16/bf16 peak (--peak-tflops, or a known value for H100 / H200 / A100).
 
-    .venv/bin/python bench/embed.py                         # CPU, small N (about 2 minutes on 2 cores)
+    .venv/bin/python bench/embed.py                         # CPU: 64 crops, warm-up + 5 passes (about 6 minutes on 2 cores)
     .venv/bin/python bench/embed.py --device cuda --crops 4096 --batch-size 256
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -36,9 +33,16 @@ from torchvision import transforms
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))
 
+from bench.record import header, timed  # noqa: E402
+from cctrack.files import write_json_atomic  # noqa: E402
 from reid.backbones import PooledBackbone, build_backbone  # noqa: E402
+from reid.checkpoint import (  # noqa: E402
+    BNNeckFeature,
+    bnneck_state,
+    load_checkpoint,
+    model_from_payload,
+)
 from reid.embedder import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, Embedder, resolve_device  # noqa: E402
-from reid.checkpoint import BNNeckFeature, bnneck_state, load_checkpoint, model_from_payload  # noqa: E402
 from reid.model import build_model  # noqa: E402
 from reid.pretrained import default_weights_path  # noqa: E402
 
@@ -100,19 +104,12 @@ def count_gflops(network: torch.nn.Module, input_size: tuple[int, int]) -> float
     return counter.get_total_flops() / 1e9
 
 
-def crops_per_second(embed, crops: list[np.ndarray], device: torch.device, repeats: int) -> float:
-    """Best of `repeats` timed passes over all crops, after one warm-up pass."""
-    embed(crops[: min(len(crops), 8)])
-    best = float("inf")
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        embed(crops)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
-    return len(crops) / best
+def crops_per_second(embed, crops: list[np.ndarray], device: torch.device, repeats: int) -> dict[str, float]:
+    """Crops/s over all crops: one untimed warm-up pass, then `repeats` timed passes; median, min, max."""
+    synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    seconds = timed(lambda: embed(crops), repeats, warmups=1, synchronize=synchronize)
+    return {"median": round(len(crops) / seconds["median"], 1), "min": round(len(crops) / seconds["max"], 1),
+            "max": round(len(crops) / seconds["min"], 1), "passes": repeats}
 
 
 def peak_tflops(device: torch.device, override: float | None) -> float | None:
@@ -150,20 +147,23 @@ def run(device: torch.device, crop_count: int, batch_size: int, repeats: int, pe
         counted_gflops = count_gflops(network, input_size)
         spec_gflops = SPEC_GFLOPS_384X192 * input_size[0] * input_size[1] / (384 * 192) if "R50" in label else None
         network.to(device=device)
-        baseline = crops_per_second(
+        baseline_range = crops_per_second(
             lambda batch: torchreid_style_embed(network, batch, input_size, batch_size, device), crops, device, repeats
         )
+        baseline = baseline_range["median"]
         for half in precisions:
             embedder = Embedder(
                 network, dim=network.feature_dim, input_size=input_size, description=label, weights_path=Path(),
                 device=device, half=half, batch_size=batch_size,
             )
-            ours = crops_per_second(embedder.embed, crops, device, repeats)
+            ours_range = crops_per_second(embedder.embed, crops, device, repeats)
+            ours = ours_range["median"]
             achieved_tflops = ours * counted_gflops / 1e3
             rows.append({
                 "network": label, "dtype": str(embedder.dtype).removeprefix("torch."), "device": str(device),
                 "crops": crop_count, "batch_size": batch_size,
-                "embedder_crops_per_s": round(ours, 1), "torchreid_style_fp32_crops_per_s": round(baseline, 1),
+                "embedder_crops_per_s": ours, "torchreid_style_fp32_crops_per_s": baseline,
+                "embedder_crops_per_s_range": ours_range, "torchreid_style_fp32_crops_per_s_range": baseline_range,
                 "speedup": round(ours / baseline, 2),
                 "gflops_per_crop_counted": round(counted_gflops, 2),
                 "gflops_per_crop_spec": round(spec_gflops, 2) if spec_gflops else None,
@@ -175,7 +175,7 @@ def run(device: torch.device, crop_count: int, batch_size: int, repeats: int, pe
 
 def print_table(rows: list[dict]) -> None:
     header = (
-        f"{'network':<40} {'dtype':<9} {'ours/s':>9} {'base/s':>9} {'ratio':>6} "
+        f"{'network':<40} {'dtype':<9} {'ours/s (min-max)':>19} {'base/s (min-max)':>19} {'ratio':>6} "
         f"{'GFLOP':>7} {'spec':>6} {'TFLOP/s':>8} {'peak':>6}"
     )
     print(header)
@@ -184,18 +184,22 @@ def print_table(rows: list[dict]) -> None:
         spec = f"{row['gflops_per_crop_spec']:.1f}" if row["gflops_per_crop_spec"] else "-"
         peak = f"{row['fraction_of_peak']:.1%}" if row["fraction_of_peak"] is not None else "-"
         print(
-            f"{row['network']:<40} {row['dtype']:<9} {row['embedder_crops_per_s']:>9.1f} "
-            f"{row['torchreid_style_fp32_crops_per_s']:>9.1f} {row['speedup']:>5.2f}x "
+            f"{row['network']:<40} {row['dtype']:<9} {_median_range(row['embedder_crops_per_s_range']):>19} "
+            f"{_median_range(row['torchreid_style_fp32_crops_per_s_range']):>19} {row['speedup']:>5.2f}x "
             f"{row['gflops_per_crop_counted']:>7.2f} {spec:>6} {row['achieved_tflops']:>8.3f} {peak:>6}"
         )
+
+
+def _median_range(crops_per_s: dict) -> str:
+    return f"{crops_per_s['median']:.1f} ({crops_per_s['min']:.1f}-{crops_per_s['max']:.1f})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--crops", type=int, default=None, help="crops per pass (default 32 CPU, 4096 CUDA)")
+    parser.add_argument("--crops", type=int, default=None, help="crops per pass (default 64 CPU, 4096 CUDA)")
     parser.add_argument("--batch-size", type=int, default=None, help="default 16 on CPU, 256 on CUDA")
-    parser.add_argument("--repeats", type=int, default=None, help="timed passes, best kept (default 1 CPU, 3 CUDA)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed passes after one warm-up pass; median kept")
     parser.add_argument("--peak-tflops", type=float, default=None, help="dense fp16/bf16 peak of the GPU")
     parser.add_argument("--output", type=Path, default=RESULTS / "embed.json")
     arguments = parser.parse_args()
@@ -204,23 +208,21 @@ def main() -> None:
     on_gpu = device.type == "cuda"
     if on_gpu:
         torch.backends.cudnn.benchmark = True  # fixed shapes per configuration: let cuDNN pick kernels once
-    crop_count = arguments.crops or (4096 if on_gpu else 32)
+    crop_count = arguments.crops or (4096 if on_gpu else 64)
     batch_size = arguments.batch_size or (256 if on_gpu else 16)
-    repeats = arguments.repeats or (3 if on_gpu else 1)
+    repeats = arguments.repeats
     peak = peak_tflops(device, arguments.peak_tflops)
     rows = run(device, crop_count, batch_size, repeats, peak)
     print_table(rows)
 
     report = {
-        "device": torch.cuda.get_device_name(device) if on_gpu else f"cpu ({torch.get_num_threads()} threads)",
-        "torch": torch.__version__,
+        **header(device),
+        "timing": f"{crop_count} crops per pass, batch {batch_size}; one warm-up pass, then {repeats} timed passes; "
+                  "crops/s is the median pass, with the slowest and fastest pass as min-max",
         "peak_tflops": peak,
         "rows": rows,
     }
-    arguments.output.parent.mkdir(parents=True, exist_ok=True)
-    temporary = arguments.output.with_name(arguments.output.name + ".tmp")
-    temporary.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(temporary, arguments.output)
+    write_json_atomic(arguments.output, report)
     print(f"wrote {arguments.output}")
 
 

@@ -1,28 +1,42 @@
-"""Benchmark reid.metrics.evaluate against the usual per-query loop (torchreid `eval_market1501` style).
+"""Benchmark reid.metrics.evaluate against torchreid's evaluators and a per-query loop on one 5k x 20k problem.
 
-The baseline argsorts the whole matrix with numpy, then loops over queries in Python doing numpy work per
-query (mask, cumsum), which is how most re-id code bases score CMC/mAP. The loop is run on a subset of the queries and its time is
-extrapolated linearly to all queries (each query costs the same: one row of the same gallery); the output
-says so. Results go to bench/results/metrics.json.
+Peers, all on the same distance matrix, protocol "standard" (drop gallery items of the query's id AND camera):
+- torchreid's Cython `evaluate_cy`: what `evaluate_rank` runs by default when its rank_cylib is built (a
+  source install of KaiyangZhou/deep-person-reid builds it). The PyPI sdist torchreid 0.2.5 ships rank_cylib
+  without rank_cy.pyx, so `pip install torchreid` cannot build it and falls back, with a warning, to:
+- torchreid's pure-Python `evaluate_py` (eval_market1501): a Python loop over queries.
+- the per-query numpy loop in this file (the reference the metrics are checked against).
+torchreid runs in its own venv (--torchreid-python; it needs only numpy there, see bench/torchreid_rank.py),
+in a subprocess; its Cython build can come from --torchreid-cython-dir. Loops run on --loop-queries queries
+and are scaled to all queries (each query costs the same: one row of the same gallery); the JSON says so.
+evaluate also runs on CUDA tensors when a GPU is present. Results go to bench/results/metrics.json.
 
-    python bench/metrics.py [--queries 5000] [--gallery 20000] [--loop-queries 500] [--device cpu|cuda]
+    python -m bench.metrics [--queries 5000] [--gallery 20000] [--loop-queries 500] [--repeats 5]
+        [--torchreid-python /tmp/torchreid-venv/bin/python --torchreid-cython-dir /tmp/torchreid-cy]
+
+The torchreid venv used for bench/results/metrics.json:
+    python3 -m venv /tmp/torchreid-venv && /tmp/torchreid-venv/bin/pip install numpy cython torchreid==0.2.5 --no-deps
+    # rank_cy.pyx from KaiyangZhou/deep-person-reid torchreid/metrics/rank_cylib/, built with cythonize in
+    # /tmp/torchreid-cy (setup.py: Extension("rank_cy", ["rank_cy.pyx"], include_dirs=[numpy.get_include()]))
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import time
+import statistics
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
-import sys
 import numpy as np
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))  # run as a plain script from a checkout, installed or not
+from bench.record import header, timed  # noqa: E402
+from cctrack.files import write_json_atomic  # noqa: E402
 from reid.metrics import evaluate  # noqa: E402
 
 RESULTS_PATH = REPO_ROOT / "bench" / "results" / "metrics.json"
@@ -62,58 +76,123 @@ def make_problem(num_queries: int, num_gallery: int, num_ids: int, seed: int = 0
     return distmat, q_pids, g_pids, q_camids, g_camids
 
 
+def torchreid_peers(arrays: list[np.ndarray], python: Path, cython_dir: Path | None, repeats: int,
+                    python_queries: int) -> dict:
+    """torchreid's Cython and pure-Python evaluators (bench/torchreid_rank.py) run by `python`, a torchreid venv."""
+    names = ("distmat", "q_pids", "g_pids", "q_camids", "g_camids")
+    with tempfile.TemporaryDirectory() as problem:
+        for name, array in zip(names, arrays):
+            np.save(Path(problem) / f"{name}.npy", array.astype(np.float32 if name == "distmat" else np.int64))
+        command = [str(python), str(REPO_ROOT / "bench" / "torchreid_rank.py"), problem, "--repeats", str(repeats),
+                   "--python-queries", str(python_queries)]
+        if cython_dir is not None:
+            command += ["--cython-dir", str(cython_dir)]
+        finished = subprocess.run(command, capture_output=True, text=True, check=True)
+    report = json.loads(finished.stdout)
+    report["command"] = " ".join(command[:2] + ["PROBLEM_DIR"] + command[3:])
+    return report
+
+
+def spread(seconds: list[float], scale: float = 1.0) -> dict:
+    """median / min / max of timed runs, times `scale` (the extrapolation from a subset of queries)."""
+    return {"median": round(statistics.median(seconds) * scale, 3), "min": round(min(seconds) * scale, 3),
+            "max": round(max(seconds) * scale, 3), "runs": len(seconds)}
+
+
+def time_evaluate(tensors: list[torch.Tensor], repeats: int) -> tuple[dict, dict]:
+    device = tensors[0].device
+    synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    result = evaluate(*tensors)  # also the warm-up
+    seconds = timed(lambda: evaluate(*tensors), repeats, warmups=0, synchronize=synchronize)
+    return spread(seconds["all"]), result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--queries", type=int, default=5000)
     parser.add_argument("--gallery", type=int, default=20000)
     parser.add_argument("--ids", type=int, default=1500)
-    parser.add_argument("--loop-queries", type=int, default=500, help="queries the baseline loop really runs")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--loop-queries", type=int, default=500, help="queries the per-query loops really run")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs after one warm-up (peers: 3)")
+    parser.add_argument("--torchreid-python", type=Path, default=None,
+                        help="python of a venv with torchreid installed (numpy only needed; see module docstring)")
+    parser.add_argument("--torchreid-cython-dir", type=Path, default=None,
+                        help="folder with torchreid's rank_cy built, when the installed package has none")
+    parser.add_argument("--out", type=Path, default=RESULTS_PATH)
     args = parser.parse_args()
 
     distmat, q_pids, g_pids, q_camids, g_camids = make_problem(args.queries, args.gallery, args.ids)
-    device = torch.device(args.device)
-    on_device = [t.to(device) for t in (distmat, q_pids, g_pids, q_camids, g_camids)]
-    evaluate(*(t[:50] if i in (0, 1, 3) else t for i, t in enumerate(on_device)))  # warm-up
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    started = time.perf_counter()
-    ours = evaluate(*on_device)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    ours_seconds = time.perf_counter() - started
+    cpu_tensors = [distmat, q_pids, g_pids, q_camids, g_camids]
+    evaluate_cpu, ours = time_evaluate(cpu_tensors, args.repeats)
+    rows = {"evaluate (cpu)": {"seconds": evaluate_cpu, "queries_run": args.queries}}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # torchreid's evaluators run on one core: the same budget
+    rows["evaluate (cpu, 1 thread)"] = {"seconds": time_evaluate(cpu_tensors, args.repeats)[0], "queries_run": args.queries}
+    torch.set_num_threads(threads)
+    print(f"evaluate (vectorised, cpu):   median {evaluate_cpu['median']:.3f} s "
+          f"[{evaluate_cpu['min']:.3f}-{evaluate_cpu['max']:.3f}] for {args.queries} x {args.gallery}")
+    if torch.cuda.is_available():
+        evaluate_cuda, _ = time_evaluate([tensor.cuda() for tensor in cpu_tensors], args.repeats)
+        rows["evaluate (cuda)"] = {"seconds": evaluate_cuda, "queries_run": args.queries}
+        print(f"evaluate (vectorised, cuda):  median {evaluate_cuda['median']:.3f} s")
+    cuda_note = "measured" if torch.cuda.is_available() else "no GPU: the CUDA row was not run"
 
     loop_queries = min(args.loop_queries, args.queries)
-    arrays = [t.numpy() for t in (distmat, q_pids, g_pids, q_camids, g_camids)]
-    started = time.perf_counter()
-    loop_subset = per_query_loop(arrays[0][:loop_queries], arrays[1][:loop_queries], arrays[2],
-                                 arrays[3][:loop_queries], arrays[4])
-    loop_subset_seconds = time.perf_counter() - started
-    loop_seconds = loop_subset_seconds * args.queries / loop_queries
-    ours_subset = evaluate(distmat[:loop_queries], q_pids[:loop_queries], g_pids, q_camids[:loop_queries], g_camids)
-    agree = all(abs(ours_subset[key] - loop_subset[key]) < 1e-9 for key in loop_subset)
+    scale = args.queries / loop_queries
+    arrays = [t.numpy() for t in cpu_tensors]
+    loop_subset = (arrays[0][:loop_queries], arrays[1][:loop_queries], arrays[2], arrays[3][:loop_queries], arrays[4])
+    loop_seconds = timed(lambda: per_query_loop(*loop_subset), 3)["all"]
+    loop_result = per_query_loop(*loop_subset)
+    ours_subset = evaluate(*(torch.from_numpy(array) for array in loop_subset))
+    agree = all(abs(ours_subset[key] - loop_result[key]) < 1e-9 for key in loop_result)
+    rows["per-query numpy loop (this file)"] = {"seconds": spread(loop_seconds, scale), "queries_run": loop_queries,
+                                                "extrapolated_x": scale, "metrics_agree_with_evaluate": agree}
 
+    if args.torchreid_python is not None:
+        peers = torchreid_peers(arrays, args.torchreid_python, args.torchreid_cython_dir, 3, loop_queries)
+        if "cython" in peers:
+            cython = peers["cython"]
+            rows["torchreid Cython evaluate_cy"] = {
+                "seconds": spread(cython["seconds"]), "queries_run": cython["queries"],
+                "rank1_difference": cython["rank1"] - ours["rank1"], "mAP_difference": cython["mAP"] - ours["mAP"]}
+        python_peer = peers["python"]
+        rows["torchreid pure-Python evaluate_py"] = {"seconds": spread(python_peer["seconds"], args.queries / python_peer["queries"]),
+                                                     "queries_run": python_peer["queries"],
+                                                     "extrapolated_x": args.queries / python_peer["queries"],
+                                                     "rank1_difference_on_subset": python_peer["rank1"] - ours_subset["rank1"],
+                                                     "mAP_difference_on_subset": python_peer["mAP"] - ours_subset["mAP"]}
+        peer_note = {key: peers[key] for key in ("command", "torchreid_rank_py", "import_warnings",
+                                                 "package_cython_available", "cython_from") if key in peers}
+    else:
+        peer_note = "not run: pass --torchreid-python"
+
+    for name, row in rows.items():
+        row["time_over_evaluate_cpu"] = round(row["seconds"]["median"] / evaluate_cpu["median"], 2)
+        print(f"{name:<36} median {row['seconds']['median']:8.3f} s [{row['seconds']['min']:.3f}-{row['seconds']['max']:.3f}]"
+              f"  ({row['queries_run']} queries run)  time / evaluate(cpu) {row['time_over_evaluate_cpu']:.2f}")
     result = {
-        "queries": args.queries, "gallery": args.gallery, "device": str(device),
-        "torch_threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
-        "evaluate_seconds": round(ours_seconds, 3),
-        "loop_queries_run": loop_queries,
-        "loop_seconds_measured": round(loop_subset_seconds, 3),
-        "loop_seconds_extrapolated": round(loop_seconds, 3),
-        "speedup": round(loop_seconds / ours_seconds, 2),
-        "subset_metrics_agree": agree,
+        **header("cpu"),
+        "problem": {"queries": args.queries, "gallery": args.gallery, "ids": args.ids, "mode": "standard",
+                    "torchreid_max_rank": 50},
+        "timing": f"wall clock; one warm-up, then {args.repeats} runs of evaluate and 3 of each peer; median [min-max]; "
+                  "loops run on a subset of queries are scaled to all queries (each query costs the same)",
+        "cuda": cuda_note,
+        "peers": {
+            "torchreid Cython evaluate_cy": "torchreid's rank_cylib/rank_cy.pyx (KaiyangZhou/deep-person-reid), what "
+                                            "evaluate_rank(use_cython=True), the default, runs once built; `pip install "
+                                            "torchreid` (0.2.5, the PyPI sdist) ships rank_cylib without rank_cy.pyx and "
+                                            "cannot build it, so this one was built from the repository's file",
+            "torchreid pure-Python evaluate_py": "torchreid 0.2.5's rank.py eval_market1501, what `pip install torchreid` "
+                                                 "users get (it warns that Cython is unavailable)",
+            "per-query numpy loop (this file)": "this file's reference loop, checked equal to evaluate",
+        },
+        "torchreid": peer_note,
+        "rows": rows,
         "metrics": {key: value if isinstance(value, int) else round(value, 6) for key, value in ours.items()},
     }
-    print(f"evaluate (vectorised, {device}): {ours_seconds:8.2f} s for {args.queries} x {args.gallery}")
-    print(f"per-query loop (numpy, cpu):   {loop_seconds:8.2f} s "
-          f"(ran {loop_queries} queries in {loop_subset_seconds:.2f} s, extrapolated x{args.queries / loop_queries:g})")
-    print(f"speed-up: {loop_seconds / ours_seconds:.1f}x; metrics agree on the subset: {agree}")
     print(f"rank1 {ours['rank1']:.4f}  mAP {ours['mAP']:.4f}  mINP {ours['mINP']:.4f}")
-    RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
-    temporary = RESULTS_PATH.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(temporary, RESULTS_PATH)
-    print(f"wrote {RESULTS_PATH}")
+    write_json_atomic(args.out, result)
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
