@@ -4,7 +4,8 @@ What the run knows without ground truth (reid.adapt explains the training):
 
 - the crops of one tracklet are one person;
 - two tracklets of one camera that overlap in time are two people;
-- tracklets the linker joined with at least `link_probability` are one person.
+- tracklets the linker joined with at least `link_probability` are one person;
+- a person's corrections (OUT_DIR/corrections.yaml): `same` pairs are one person, `different` pairs two.
 
 The adapted model gets its link calibration without labels too (reid.calibration.transported): the
 run's stranger pairs (different cameras, or one camera at different times; nearly all are two people)
@@ -28,7 +29,8 @@ from cctrack.link import TrackletTable, center_per_camera, link_tracklets, track
 from cctrack.link.evidence import PAIRS_PER_CAMERA_PAIR, _camera_pair_samples
 from cctrack.link.layout import CameraLayout
 from cctrack.outdir import output_lock
-from cctrack.pipeline import RunSummary, cameras_of_run, relink, tracklet_table
+from cctrack.link.corrections import resolve_corrections
+from cctrack.pipeline import RunSummary, cameras_of_run, corrections_of_run, relink, tracklet_table
 
 ADAPTED_WEIGHTS = "adapted.pt"
 # Cross-camera and re-entry links enter training as positives only at this probability or above: a
@@ -128,6 +130,9 @@ def _adapt(out_dir: Path, config: RunConfig, settings, link_probability: float, 
     tracklets = cache.load_tracklets(out_dir, record)
     cameras = cameras_of_run(record)
     table = tracklet_table(cameras, tracklets)
+    # A person's corrections are labels too: `same` pairs are links of probability 1, `different` pairs
+    # known negatives. A bad file fails here, before any work.
+    constraints = resolve_corrections(corrections_of_run(out_dir), [(t.camera, t.track_id) for t in tracklets], table)
     if len(tracklets) < 2:
         raise CctrackError(f"cctrack adapt needs at least 2 tracklets; {out_dir} has {len(tracklets)}")
     layout = CameraLayout.from_dict(config.layout, list(table.camera_names)) if config.layout is not None else None
@@ -137,9 +142,11 @@ def _adapt(out_dir: Path, config: RunConfig, settings, link_probability: float, 
         raise CctrackError(f"{base.description} has no link calibration; fit one with `reid calibrate` before adapting")
     crops = cache.load_crops(out_dir, tracklets)
     before = embed_tracklets(crops, base, show_progress)
-    linked = link_tracklets(table, before.descriptors, config.link, layout, base.calibration, device)
+    linked = link_tracklets(table, before.descriptors, config.link, layout, base.calibration, device, constraints)
     group = confident_groups(len(tracklets), linked.links, link_probability)
     different = co_occurring(table)
+    pairs = constraints.cannot_link
+    different[pairs[:, 0], pairs[:, 1]] = different[pairs[:, 1], pairs[:, 0]] = True
 
     strangers_before = stranger_similarity(table, before.descriptors)  # fails before the training if too few
 

@@ -38,7 +38,7 @@ def report_data(out_dir: Path) -> dict:
 
     A tracklet is [camera index, track id, first_seconds, last_seconds, crop or null, crop count] (seconds on
     the camera's own clock, rounded to 0.01 s); a link is [camera a, track a, camera b, track b, similarity,
-    confidence, cross_camera]."""
+    confidence, cross_camera, source ("model" or "person")]."""
     document = _load_json(out_dir / "identities.json", "run `cctrack run` first")
     run = document["run"]
     camera_names = [camera["name"] for camera in run["cameras"]]
@@ -49,6 +49,7 @@ def report_data(out_dir: Path) -> dict:
         links_by_identity.setdefault(link["identity"], []).append([
             camera_index[link["a"]["camera"]], link["a"]["track_id"], camera_index[link["b"]["camera"]],
             link["b"]["track_id"], round(link["similarity"], 3), round(link["confidence"], 3), link["cross_camera"],
+            link.get("source", "model"),  # 1.3: "person" for a link from corrections.yaml
         ])
     similar = find_similar(out_dir, document, camera_index)
     identities = []

@@ -157,6 +157,39 @@ def test_adapt_fine_tunes_on_the_run_and_relinks_with_the_adapted_model(finished
     assert relinked.exit_code == 0 and cached.stat().st_mtime_ns == written
 
 
+def test_adapt_trains_on_a_person_s_corrections(finished_run, tmp_path):
+    import re
+
+    document = json.loads((finished_run / "identities.json").read_text())
+    # `same`: two tracklets the model left alone, seen one after the other; `different`: a pair of two cameras
+    # the model did not join (not already a known negative, as two tracklets of one camera at once are).
+    single = [i["tracklets"][0] for i in document["identities"] if len(i["tracklets"]) == 1]
+    a, b = next((a, b) for a in single for b in single if a["camera"] == b["camera"] and a["last_frame"] < b["first_frame"])
+    identity_of = {(t["camera"], t["track_id"]): i["id"] for i in document["identities"] for t in i["tracklets"]}
+    c, d = next((c, d) for c in identity_of for d in identity_of if c[0] != d[0] and identity_of[c] != identity_of[d])
+    counts = []
+    for corrections in ("", f"same: [[{a['camera']}:{a['track_id']}, {b['camera']}:{b['track_id']}]]\n"
+                            f"different: [[{c[0]}:{c[1]}, {d[0]}:{d[1]}]]\n"):
+        out = tmp_path / f"adapt{len(counts)}"
+        shutil.copytree(finished_run, out)
+        (out / "corrections.yaml").unlink(missing_ok=True)
+        if corrections:
+            (out / "corrections.yaml").write_text(corrections)
+        result = invoke("adapt", out, "--steps", "1", "--no-video", "--quiet")
+        assert result.exit_code == 0, result.output
+        groups, negatives = re.search(r"on (\d+) tracklet groups, (\d+) known different pairs", result.stdout).groups()
+        counts.append((int(groups), int(negatives)))
+        if corrections:  # the relink keeps the correction
+            links = json.loads((out / "identities.json").read_text())["links"]
+            assert any(link["source"] == "person" for link in links)
+            from cctrack.report import report_data  # and the report says who made it
+
+            assert any(row[7] == "person" for identity in report_data(out)["identities"] for row in identity["links"])
+    (groups_plain, negatives_plain), (groups_corrected, negatives_corrected) = counts
+    assert negatives_corrected == negatives_plain + 1  # the `different` pair is a known negative
+    assert groups_corrected == groups_plain - 1  # the `same` pair is one person: two groups become one
+
+
 def test_adapt_refuses_baselines_and_folders_without_a_run(finished_run, tmp_path):
     out = tmp_path / "adapt"
     shutil.copytree(finished_run, out)
