@@ -103,7 +103,7 @@ def test_report_embeds_every_identity_with_crops_links_and_eval(small_run):
     assert data["video_dir"] == "/data/</script>x"  # escaped in the page, whole again after parsing
     first = data["identities"][0]
     assert first["tracklets"] == [[0, 1, 1.0, 5.9, "crops/cam_a/00001_0.jpg", 3], [1, 4, 8.0, 14.9, "crops/cam_b/00004_0.jpg", 3]]
-    assert first["links"] == [[0, 1, 1, 4, 0.71, 0.93, True]]
+    assert first["links"] == [[0, 1, 1, 4, 0.71, 0.93, True, "model"]]
     assert data["identities"][2]["tracklets"] == [[2, 1, 20.0, 25.9, None, 0]]
     assert [camera["video"] for camera in data["cameras"]] == ["videos/cam_a.mp4", None, None]
     assert data["eval"]["multi_camera"]["idf1"] == 0.8
