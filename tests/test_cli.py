@@ -829,3 +829,16 @@ def test_report_cards_find_similar_as_search_ranks_them(finished_run):
         assert [(names[e[0]], e[1]) for e in similar] == [(h.camera, h.track_id) for h in hits[:len(similar)]]
         checked += 1
     assert checked
+
+
+def test_the_sample_s_report_renders_every_identity_in_a_browser(finished_run, tmp_path):
+    from tests.test_report import CHROMIUM, page_errors, render, rendered_ids
+
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (apt-get install chromium): no browser to render the page")
+    document = json.loads((finished_run / "identities.json").read_text())
+    dom, console = render(finished_run / "report.html", "", tmp_path / "profile")
+    assert sorted(rendered_ids(dom)) == sorted(identity["id"] for identity in document["identities"])
+    assert console == [] and page_errors(dom) is None  # no script error, no crop that failed to load
+    dom, _ = render(finished_run / "report.html", "multi=1", tmp_path / "profile")
+    assert sorted(rendered_ids(dom)) == sorted(i["id"] for i in document["identities"] if len({t["camera"] for t in i["tracklets"]}) > 1)
