@@ -11,6 +11,7 @@ Output folder layout:
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -84,6 +85,8 @@ def run(video_dir: Path, out_dir: Path, config: RunConfig, show_progress: bool =
     _check_frames_to_process(cameras, config.video.max_frames, config.video.max_seconds)
     device = resolve_device(config.device)
     # Every model is loaded before the long work, so a bad path fails at once and writes nothing.
+    if show_progress and sys.stderr.isatty():  # seconds with nothing on the screen; a log keeps one error line
+        print(f"loading the detector and the re-id model on {device} ...", file=sys.stderr, flush=True)
     embedder = _load_configured_embedder(config, device) if config.export.link else None
     detector = PersonDetector(config.detector, device)
     with output_lock(out_dir, "run"):

@@ -610,6 +610,17 @@ def test_progress_in_a_log_file_is_plain_lines(crossing_sample, tmp_path):
     assert "  cache/" in result.stdout.splitlines() and "  crops/" in result.stdout.splitlines()
 
 
+def test_a_terminal_is_told_while_the_models_load(crossing_sample, tmp_path, monkeypatch, capsys):
+    import sys
+
+    from cctrack.config import load_config
+    from cctrack.pipeline import run
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    run(crossing_sample, tmp_path / "out", load_config(None, ["video.max_frames=2", "export.video=false", "export.link=false"]))
+    assert capsys.readouterr().err.startswith("loading the detector and the re-id model on ")
+
+
 def _no_space(self, data):
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
