@@ -18,8 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from bench.linking import (ORACLE_PROBABILITIES, REPOSITORY, ground_truth_person, link_quality, pair_auc, print_rows,
-                           relink_with, write_record)
+from bench.linking import ORACLE_PROBABILITIES, REPOSITORY, ground_truth_person, link_quality, pair_auc, print_rows, relink_with
+from bench.record import write_record
 from cctrack import cache
 from cctrack.adapt import adapt
 from cctrack.config import load_config
@@ -68,7 +68,7 @@ def main() -> None:
                          "groups": summary.groups, "known_negative_pairs": summary.known_negative_pairs}
         print(f"\n{name}: adapt {seconds:.0f} s, loss {summary.first_loss:.3f} -> {summary.last_loss:.3f}")
         print_rows({"before": before, "after": after})
-    write_record(args.out.parent / "adapt.json", "bench.adapt", {"settings": {"steps": args.steps}, "results": results})
+    write_record(args.out.parent / "adapt.json", {"settings": {"steps": args.steps}, "results": results})
 
 
 if __name__ == "__main__":

@@ -19,14 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import sys
-import time
 from pathlib import Path
 
 import torch
 
-from cctrack.files import write_json_atomic
+from bench.record import write_record
 from reid.checkpoint import load_checkpoint
 from reid.datasets import load_training_sets
 from reid.errors import ReidError
@@ -114,11 +111,7 @@ def main() -> None:
     winner = max(rows, key=lambda backbone: rows[backbone]["rank1_per_cpu_minute"])
     print(f"most rank-1 per CPU-minute: {winner}")
     schedule = next(iter(configs.values()))
-    record = {
-        "command": " ".join([Path(sys.executable).name, "-m", "bench.backbones", *sys.argv[1:]]),
-        "machine": {"cores": len(os.sched_getaffinity(0)), "torch_threads": torch.get_num_threads(), "device": "cpu",
-                    "processor": platform.processor() or platform.machine()},
-        "date": time.strftime("%Y-%m-%d"),
+    write_record(args.out, {
         "protocol": "CUHK03 detected val (reid eval): 100 ids, query view 0, gallery view 1, flip-averaged f_cssc",
         "schedule": {key: value for key, value in schedule.as_dict().items() if key != "backbone"},
         "throughput": {"source": str(args.throughput.relative_to(REPOSITORY) if args.throughput.is_relative_to(REPOSITORY)
@@ -127,10 +120,7 @@ def main() -> None:
         "cpu_minutes": "crops trained / training crops per second (whole machine, quiet), in minutes",
         "results": rows,
         "winner": winner,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.out, record)
-    print(f"wrote {args.out}")
+    })
 
 
 if __name__ == "__main__":

@@ -22,16 +22,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 from bench.stress import make_hue_rotated_copy
-from cctrack.files import write_json_atomic
+from bench.record import write_record
 from cctrack import cache
 from cctrack.config import load_config
 from cctrack.embed import load_embedder
@@ -168,7 +164,7 @@ def main() -> None:
         results[name] = rows
         print(f"\n{name}: {len(tracklets)} tracklets")
         print_rows(rows)
-    write_record(args.out.parent / "linking.json", "bench.linking", {"results": results})
+    write_record(args.out.parent / "linking.json", {"results": results})
 
 
 def print_rows(rows: dict[str, dict]) -> None:
@@ -182,18 +178,6 @@ def print_rows(rows: dict[str, dict]) -> None:
               f"{row['per_camera_idf1']['cam_right']:7.3f}{row['people_kept_across_cameras']:>9s}"
               f"{links['right']:>7d}/{links['wrong']:<6d}{'' if auc is None else f'{auc:7.3f}':>7s}"
               f"{'' if oracle is None else f'{oracle:8.3f}':>8s}")
-
-
-def write_record(path: Path, module: str, content: dict) -> None:
-    """The bench's JSON: its exact command, the machine and the date, then `content`."""
-    record = {
-        "command": " ".join([f"python -m {module}", *sys.argv[1:]]),
-        "machine": {"cores": len(os.sched_getaffinity(0)), "device": "cpu", "processor": platform.processor() or platform.machine()},
-        "date": time.strftime("%Y-%m-%d"),
-        **content,
-    }
-    write_json_atomic(path, record)
-    print(f"\nwrote {path}")
 
 
 if __name__ == "__main__":

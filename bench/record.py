@@ -60,3 +60,11 @@ def timed(function: Callable[[], object], repeats: int, warmups: int = 1,
         seconds.append(time.perf_counter() - started)
     return {"median": statistics.median(seconds), "min": min(seconds), "max": max(seconds), "repeats": repeats,
             "all": [round(value, 4) for value in seconds]}
+
+
+def write_record(path: Path, content: dict, device: torch.device | str = "cpu") -> None:
+    """Write a bench's JSON atomically: header() (command, machine, date), then `content`."""
+    from cctrack.files import write_json_atomic
+
+    write_json_atomic(Path(path), {**header(device), **content})
+    print(f"wrote {path}")

@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from cctrack.files import write_json_atomic
+from bench.record import write_record
 from cctrack.histogram import ColourHistogramEmbedder
 from reid import Embedder
 from reid.augment import recolour_garments
@@ -95,18 +93,11 @@ def main() -> None:
                       "rank1_drop": clean["rank1"] - garments["rank1"], "seconds": time.perf_counter() - started}
         print(f"{name:<55} rank-1 {clean['rank1']:5.1f}  mAP {clean['mAP']:5.1f}  | recoloured queries: "
               f"rank-1 {garments['rank1']:5.1f} (drop {rows[name]['rank1_drop']:4.1f})")
-    record = {
-        "command": " ".join([Path(sys.executable).name, "-m", "bench.reid_val", *sys.argv[1:]]),
-        "machine": {"cores": len(os.sched_getaffinity(0)), "torch_threads": torch.get_num_threads(), "device": "cpu",
-                    "processor": platform.processor() or platform.machine()},
-        "date": time.strftime("%Y-%m-%d"),
+    write_record(args.out, {
         "protocol": "CUHK03 detected val: 100 ids, query view 0 (%d), gallery view 1 (%d)" % (len(dataset.query), len(dataset.gallery)),
         "weights": str(args.weights.relative_to(REPOSITORY) if args.weights.is_relative_to(REPOSITORY) else args.weights),
         "results": rows,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.out, record)
-    print(f"wrote {args.out}")
+    })
 
 
 if __name__ == "__main__":

@@ -15,30 +15,13 @@ run (descriptors from cache/embeddings.npz) is done once per `cctrack search` an
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import statistics
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 from scipy.spatial.distance import cdist
 
-from cctrack.files import write_json_atomic
+from bench.record import REPOSITORY, timed, write_record
 from cctrack.search import rank_tracklets
-
-REPOSITORY = Path(__file__).resolve().parents[1]
-
-
-def timed(function, repeats: int) -> list[float]:
-    function()  # warm-up
-    seconds = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        seconds.append(time.perf_counter() - started)
-    return seconds
 
 
 def main() -> None:
@@ -59,26 +42,22 @@ def main() -> None:
     peer_rows = np.argsort(cdist(query[None], descriptors, "cosine")[0], kind="stable")[: args.top]
     assert ours_rows.tolist() == peer_rows.tolist(), "the two rankings differ"
 
-    ours = timed(lambda: rank_tracklets(descriptors, query, allowed, args.top), args.repeats)
-    peer = timed(lambda: np.argsort(cdist(query[None], descriptors, "cosine")[0], kind="stable")[: args.top], args.repeats)
-    results = {name: {"seconds_median": statistics.median(values), "min": min(values), "max": max(values)}
-               for name, values in (("ours", ours), ("peer_scipy_cdist_argsort", peer))}
-    ratio = results["peer_scipy_cdist_argsort"]["seconds_median"] / results["ours"]["seconds_median"]
-    print(f"{args.tracklets} tracklets x {args.dim}-d, top {args.top}: ours {results['ours']['seconds_median'] * 1e3:.1f} ms "
-          f"(min {min(ours) * 1e3:.1f}, max {max(ours) * 1e3:.1f}), scipy cdist + argsort "
-          f"{results['peer_scipy_cdist_argsort']['seconds_median'] * 1e3:.1f} ms: {ratio:.1f}x faster")
-    record = {
-        "command": " ".join(["python -m bench.search", *sys.argv[1:]]),
-        "machine": {"cores": len(os.sched_getaffinity(0)), "device": "cpu", "processor": platform.processor() or platform.machine(),
-                    "omp_num_threads": os.environ.get("OMP_NUM_THREADS")},
-        "date": time.strftime("%Y-%m-%d"),
+    results = {
+        "ours": timed(lambda: rank_tracklets(descriptors, query, allowed, args.top), args.repeats),
+        "peer_scipy_cdist_argsort": timed(lambda: np.argsort(cdist(query[None], descriptors, "cosine")[0], kind="stable")[: args.top],
+                                          args.repeats),
+    }
+    ours, peer = results["ours"], results["peer_scipy_cdist_argsort"]
+    ratio = peer["median"] / ours["median"]
+    print(f"{args.tracklets} tracklets x {args.dim}-d, top {args.top}: ours {ours['median'] * 1e3:.1f} ms "
+          f"(min {ours['min'] * 1e3:.1f}, max {ours['max'] * 1e3:.1f}), scipy cdist + argsort "
+          f"{peer['median'] * 1e3:.1f} ms: {ratio:.1f}x faster")
+    write_record(args.out, {
         "setup": f"{args.tracklets} tracklets, {args.dim}-d float32 unit descriptors, top {args.top}, "
                  f"{args.repeats} queries after a warm-up (same ranking checked)",
         "results": results,
         "ratio": ratio,
-    }
-    write_json_atomic(args.out, record)
-    print(f"wrote {args.out}")
+    })
 
 
 if __name__ == "__main__":
