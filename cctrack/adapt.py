@@ -23,14 +23,14 @@ import numpy as np
 from cctrack import cache
 from cctrack.config import RunConfig
 from cctrack.device import resolve_device
-from cctrack.embed import IMAGENET_BASELINE, embed_tracklets, load_embedder
+from cctrack.embed import IMAGENET_BASELINE, embed_tracklets, load_embedder, model_identity
 from cctrack.errors import CctrackError
 from cctrack.link import TrackletTable, center_per_camera, link_tracklets, tracklet_seconds
 from cctrack.link.evidence import PAIRS_PER_CAMERA_PAIR, _camera_pair_samples
 from cctrack.link.layout import CameraLayout
 from cctrack.outdir import output_lock
 from cctrack.link.corrections import resolve_corrections
-from cctrack.pipeline import RunSummary, cameras_of_run, corrections_of_run, relink, tracklet_table
+from cctrack.pipeline import RunSummary, cameras_of_run, corrections_of_run, relink, run_embeddings, tracklet_table
 
 ADAPTED_WEIGHTS = "adapted.pt"
 # Cross-camera and re-entry links enter training as positives only at this probability or above: a
@@ -141,7 +141,7 @@ def _adapt(out_dir: Path, config: RunConfig, settings, link_probability: float, 
     if base.calibration is None:
         raise CctrackError(f"{base.description} has no link calibration; fit one with `reid calibrate` before adapting")
     crops = cache.load_crops(out_dir, tracklets)
-    before = embed_tracklets(crops, base, show_progress)
+    before = run_embeddings(out_dir, tracklets, base, model_identity(base)[1], crops, show_progress)  # usually cached
     linked = link_tracklets(table, before.descriptors, config.link, layout, base.calibration, device, constraints)
     group = confident_groups(len(tracklets), linked.links, link_probability)
     different = co_occurring(table)
@@ -174,7 +174,5 @@ def _adapt(out_dir: Path, config: RunConfig, settings, link_probability: float, 
 
 def embed_tracklets_identity(embeddings, embedder):
     """`embeddings` labelled with the embedder's current identity (description and weights sha256)."""
-    from cctrack.embed import model_identity
-
     description, sha256 = model_identity(embedder)
     return replace(embeddings, model=description, model_sha256=sha256)

@@ -179,8 +179,8 @@ def _embed_link_export(
 ) -> RunSummary:
     camera_names = [camera.name for camera in cameras]
     layout = CameraLayout.from_dict(config.layout, camera_names) if config.layout is not None else None
-    embeddings = _embeddings(out_dir, tracklets, embedder, crops, show_progress)
-    description, sha256 = model_identity(embedder)
+    description, sha256 = model_identity(embedder)  # hashes the weights file: once per link
+    embeddings = run_embeddings(out_dir, tracklets, embedder, sha256, crops, show_progress)
     weights = str(Path(embedder.weights_path).resolve()) if embedder.weights_path else ""
     record = record.with_reid(ModelRecord(description, weights, sha256, embedder.dim), config.to_dict())
     table = tracklet_table(cameras, tracklets)
@@ -209,15 +209,14 @@ def _embed_link_export(
     return summary
 
 
-def _embeddings(out_dir: Path, tracklets: list[Tracklet], embedder, crops: list[list] | None,
+def run_embeddings(out_dir: Path, tracklets: list[Tracklet], embedder, sha256: str, crops: list[list] | None,
                 show_progress: bool) -> TrackletEmbeddings:
-    """The cached embeddings when this model made them of these tracklets, else new ones (cached)."""
-    description, sha256 = model_identity(embedder)
+    """The cached embeddings when this model (weights `sha256`) made them of these tracklets, else new ones (cached)."""
     embeddings = cache.load_embeddings(out_dir, len(tracklets))
     if embeddings is not None and embeddings.model_sha256 == sha256:
         if embeddings.dim != embedder.dim:
             raise CctrackError(
-                f"cached embeddings are {embeddings.dim}-d but the re-id model {description} gives {embedder.dim}-d: "
+                f"cached embeddings are {embeddings.dim}-d but the re-id model {embedder.description} gives {embedder.dim}-d: "
                 f"delete {cache.cache_dir(out_dir) / 'embeddings.npz'} to re-embed"
             )
         return embeddings
