@@ -19,7 +19,7 @@ from cctrack.errors import CctrackError
 from cctrack.files import atomic_path, sha256_of, write_bytes_atomic
 from cctrack.embed import TrackletEmbeddings
 from cctrack.record import CACHE_VERSION, RunRecord
-from cctrack.tracklets import Tracklet, crop_path
+from cctrack.tracklets import Tracklet, crop_path, offsets
 
 CROP_JPEG_QUALITY = 95
 
@@ -28,59 +28,55 @@ def cache_dir(out_dir: Path) -> Path:
     return Path(out_dir) / "cache"
 
 
-def save_tracklets(out_dir: Path, tracklets: list[Tracklet], record: RunRecord) -> list[list[np.ndarray]]:
-    """Write the crops (JPEG) and the cache. Returns each tracklet's crops as decoded from the bytes just
-    written: the pixels `load_crops` reads back, so a run embeds exactly what a re-link re-embeds."""
-    decoded = []
+def save_tracklets(out_dir: Path, tracklets: list[Tracklet], record: RunRecord, tracking_key: str = "") -> None:
+    """Write the crops each tracklet still carries (JPEG; those of tracklets that ended before the last
+    tracking checkpoint are written already) and the cache. `tracking_key` names what the tracking
+    depended on (cctrack.track.checkpoint.tracking_key): a rerun with the same key re-uses the tracklets."""
     for tracklet in tracklets:
-        decoded.append([_write_crop(Path(out_dir) / crop_path(tracklet.camera, tracklet.track_id, rank), crop)
-                        for rank, crop in enumerate(tracklet.crops)])
-    camera_names = record.camera_names
-    arrays = {
-        "version": np.asarray(CACHE_VERSION),
-        "camera_index": np.asarray([camera_names.index(t.camera) for t in tracklets], np.int32),
-        "track_id": np.asarray([t.track_id for t in tracklets], np.int64),
-        "box_offsets": _offsets([len(t.frames) for t in tracklets]),
-        "frames": _concat([t.frames for t in tracklets], np.int64, (0,)),
-        "boxes": _concat([t.boxes for t in tracklets], np.float32, (0, 4)),
-        "scores": _concat([t.scores for t in tracklets], np.float32, (0,)),
-        "crop_offsets": _offsets([len(t.crop_frames) for t in tracklets]),
-        "crop_frames": _concat([t.crop_frames for t in tracklets], np.int64, (0,)),
-        "crop_quality": _concat([t.crop_quality for t in tracklets], np.float32, (0,)),
-    }
+        write_crops(out_dir, tracklet)
+    arrays = tracklet_arrays(tracklets, record.camera_names)
+    arrays["version"] = np.asarray(CACHE_VERSION)
+    arrays["tracking_key"] = np.asarray(tracking_key)
     with atomic_path(cache_dir(out_dir) / "tracklets.npz") as temporary:
         np.savez(temporary, **arrays)
     record.save(cache_dir(out_dir) / "run.json")
-    return decoded
 
 
-def _write_crop(path: Path, crop: np.ndarray) -> np.ndarray:
-    # Encoded here and written by Python, so a failed write says why (cv2.imwrite only says False).
-    encoded, jpeg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, CROP_JPEG_QUALITY])
-    if not encoded:
-        raise CctrackError(f"cannot write {path}: OpenCV cannot encode a {crop.shape} crop as JPEG")
-    write_bytes_atomic(path, jpeg.tobytes())
-    return cv2.imdecode(jpeg, cv2.IMREAD_COLOR)  # the decoder cv2.imread uses in load_crops
+def write_crops(out_dir: Path, tracklet: Tracklet) -> None:
+    """A tracklet's crops as OUT_DIR/crops/<camera>/<track id>_<rank>.jpg (`load_crops` reads them back:
+    runs and re-links embed the same decoded pixels)."""
+    for rank, crop in enumerate(tracklet.crops):
+        path = Path(out_dir) / crop_path(tracklet.camera, tracklet.track_id, rank)
+        # Encoded here and written by Python, so a failed write says why (cv2.imwrite only says False).
+        encoded, jpeg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, CROP_JPEG_QUALITY])
+        if not encoded:
+            raise CctrackError(f"cannot write {path}: OpenCV cannot encode a {crop.shape} crop as JPEG")
+        write_bytes_atomic(path, jpeg.tobytes())
 
 
-def load_run_info(out_dir: Path) -> RunRecord:
-    path = cache_dir(out_dir) / "run.json"
-    if not path.is_file():
-        raise CctrackError(f"no cache in {out_dir}: {path} is missing (run `cctrack run` first)")
-    return RunRecord.load(path)
+def tracklet_arrays(tracklets: list[Tracklet], camera_names: list[str]) -> dict[str, np.ndarray]:
+    """Tracklets (without crop pixels) as flat arrays with offsets: the layout of tracklets.npz."""
+    return {
+        "camera_index": np.asarray([camera_names.index(t.camera) for t in tracklets], np.int32),
+        "track_id": np.asarray([t.track_id for t in tracklets], np.int64),
+        "box_offsets": offsets([len(t.frames) for t in tracklets]),
+        "frames": _concat([t.frames for t in tracklets], np.int64, (0,)),
+        "boxes": _concat([t.boxes for t in tracklets], np.float32, (0, 4)),
+        "scores": _concat([t.scores for t in tracklets], np.float32, (0,)),
+        "crop_offsets": offsets([len(t.crop_frames) for t in tracklets]),
+        "crop_frames": _concat([t.crop_frames for t in tracklets], np.int64, (0,)),
+        "crop_quality": _concat([t.crop_quality for t in tracklets], np.float32, (0,)),
+    }
 
 
-def load_tracklets(out_dir: Path, record: RunRecord) -> list[Tracklet]:
-    """The cached tracklets, without their crop pixels (see `load_crops`)."""
-    path = cache_dir(out_dir) / "tracklets.npz"
-    arrays = _load_npz(path, ["camera_index", "track_id", "box_offsets", "frames", "boxes", "scores", "crop_offsets", "crop_frames", "crop_quality"])
-    camera_names = record.camera_names
+def tracklets_from_arrays(arrays: dict[str, np.ndarray], camera_names: list[str], source: Path | str) -> list[Tracklet]:
+    """`tracklet_arrays` read back (crops empty), checked for consistency; `source` names the file in errors."""
     count = len(arrays["track_id"])
     box_offsets, crop_offsets = arrays["box_offsets"], arrays["crop_offsets"]
     if len(box_offsets) != count + 1 or len(crop_offsets) != count + 1 or box_offsets[-1] != len(arrays["frames"]):
-        raise CctrackError(f"corrupt cache: {path} has inconsistent array lengths; re-run `cctrack run`")
+        raise CctrackError(f"corrupt cache: {source} has inconsistent array lengths; re-run `cctrack run`")
     if count and (arrays["camera_index"].max() >= len(camera_names) or arrays["camera_index"].min() < 0):
-        raise CctrackError(f"corrupt cache: {path} names a camera that run.json does not have")
+        raise CctrackError(f"corrupt cache: {source} names a camera that run.json does not have")
     tracklets = []
     for i in range(count):
         boxes_slice = slice(box_offsets[i], box_offsets[i + 1])
@@ -98,6 +94,34 @@ def load_tracklets(out_dir: Path, record: RunRecord) -> list[Tracklet]:
             )
         )
     return tracklets
+
+
+def load_run_info(out_dir: Path) -> RunRecord:
+    path = cache_dir(out_dir) / "run.json"
+    if not path.is_file():
+        raise CctrackError(f"no cache in {out_dir}: {path} is missing (run `cctrack run` first)")
+    return RunRecord.load(path)
+
+
+TRACKLET_ARRAYS = ["camera_index", "track_id", "box_offsets", "frames", "boxes", "scores", "crop_offsets", "crop_frames", "crop_quality"]
+
+
+def load_tracklets(out_dir: Path, record: RunRecord) -> list[Tracklet]:
+    """The cached tracklets, without their crop pixels (see `load_crops`)."""
+    path = cache_dir(out_dir) / "tracklets.npz"
+    return tracklets_from_arrays(_load_npz(path, TRACKLET_ARRAYS), record.camera_names, path)
+
+
+def cached_tracking_key(out_dir: Path) -> str:
+    """The tracking key the cached tracklets were made with ("" when none, or from a cctrack before keys)."""
+    path = cache_dir(out_dir) / "tracklets.npz"
+    if not (path.is_file() and (cache_dir(out_dir) / "run.json").is_file()):
+        return ""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return str(data["tracking_key"]) if "tracking_key" in data.files else ""
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+        return ""
 
 
 def load_crops(out_dir: Path, tracklets: list[Tracklet]) -> list[list[np.ndarray]]:
@@ -170,10 +194,6 @@ def _load_npz(path: Path, keys: list[str]) -> dict[str, np.ndarray]:
             return {key: data[key] for key in keys}
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as error:
         raise CctrackError(f"corrupt cache: cannot read {path} ({type(error).__name__}); re-run `cctrack run`") from None
-
-
-def _offsets(lengths: list[int]) -> np.ndarray:
-    return np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64)
 
 
 def _concat(parts: list[np.ndarray], dtype: type, empty_shape: tuple[int, ...]) -> np.ndarray:

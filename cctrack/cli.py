@@ -10,7 +10,7 @@ from typing import Callable, Optional
 
 import typer
 
-from cctrack.errors import CctrackError
+from cctrack.errors import CctrackError, Interrupted
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Multi-camera person tracking with cloth-changing re-id.")
 
@@ -21,7 +21,8 @@ DEVICE_HELP = "Where the detector, the re-id model and the linker run: auto, cpu
 
 
 def _user_errors(command: Callable) -> Callable:
-    """Turn project errors into one line on stderr and exit code 2 (no traceback for bad input)."""
+    """Turn project errors into one line on stderr and exit code 2 (no traceback for bad input); Ctrl-C
+    into one line saying how to resume and exit code 130."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -30,6 +31,13 @@ def _user_errors(command: Callable) -> Callable:
         except CctrackError as error:
             typer.echo(f"error: {error}", err=True)
             raise typer.Exit(2) from None
+        except Interrupted as stop:
+            typer.echo(f"\n{stop}", err=True)
+            raise typer.Exit(130) from None
+        except KeyboardInterrupt:
+            # Every output is written under a temporary name and renamed when complete: nothing half-written remains.
+            typer.echo("\ninterrupted: run the same command again; finished stages are re-used", err=True)
+            raise typer.Exit(130) from None
 
     return wrapper
 

@@ -31,6 +31,9 @@ class VideoSettings:
     max_seconds: float | None = None  # per camera, seconds of its own video (floor(seconds x fps) frames); None = all
     stride: int = 1  # process every stride-th frame
     image_fps: float = 25.0  # frame rate of image-sequence cameras without a seqinfo.ini
+    # Tracking saves a checkpoint every this many seconds of video (all cameras at once): a killed or
+    # Ctrl-C'd run resumes from it when run again. 0 = no checkpoints. Not part of what tracking depends on.
+    checkpoint_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         if self.max_frames is not None and self.max_frames < 1:
@@ -41,6 +44,8 @@ class VideoSettings:
             raise ValueError(f"video.stride must be >= 1, got {self.stride}")
         if self.image_fps <= 0:
             raise ValueError(f"video.image_fps must be > 0, got {self.image_fps}")
+        if not 0 <= self.checkpoint_seconds < float("inf"):
+            raise ValueError(f"video.checkpoint_seconds must be a finite number >= 0, got {self.checkpoint_seconds}")
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@
   names its process and host. A second command fails at once; a lock left by a process that no longer
   exists on this host is taken over.
 - Clearing. What a run writes is a fixed set of names (RUN_OUTPUTS); clearing removes those and nothing
-  else, so files a user put beside them survive.
+  else, so files a user put beside them survive. A rerun on the same inputs keeps what it can continue
+  from (cctrack.pipeline: finished tracking, or its last checkpoint, and their crops).
 """
 
 from __future__ import annotations
@@ -91,19 +92,31 @@ def _describe(inputs: list[dict]) -> str:
     return ", ".join(paths[:2]) + (f" and {len(paths) - 2} more" if len(paths) > 2 else "")
 
 
-def clear_run_outputs(out_dir: Path) -> None:
-    """Remove what a cctrack run wrote into out_dir (RUN_OUTPUTS) and nothing else."""
+def clear_run_outputs(out_dir: Path, keep: tuple[str, ...] = ()) -> None:
+    """Remove what a cctrack run wrote into out_dir (RUN_OUTPUTS) and nothing else, except the paths
+    `keep` (relative to out_dir, e.g. "crops" or "cache/resume"), which a resumed run continues from."""
+    kept = {Path(path) for path in keep}
     for name in RUN_OUTPUTS:
-        path = Path(out_dir) / name
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        elif path.exists() or path.is_symlink():
-            path.unlink()
+        _remove_except(Path(out_dir), Path(name), kept)
 
 
-def claim_for_run(out_dir: Path, cameras: list[Camera], overwrite: bool) -> None:
+def _remove_except(root: Path, relative: Path, kept: set[Path]) -> None:
+    path = root / relative
+    if relative in kept:
+        return
+    if any(relative in k.parents for k in kept) and path.is_dir() and not path.is_symlink():
+        for child in path.iterdir():
+            _remove_except(root, relative / child.name, kept)
+    elif path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def claim_for_run(out_dir: Path, cameras: list[Camera], overwrite: bool, keep: tuple[str, ...] = ()) -> None:
     """Make out_dir this run's (call with the lock held): refuse a folder of another run unless
-    `overwrite`, or a non-empty folder that holds no run; clear the old run's outputs; record the inputs."""
+    `overwrite`, or a non-empty folder that holds no run; clear the old run's outputs, but for `keep`
+    when the old run was of these same inputs; record the inputs."""
     current = inputs_fingerprint(cameras)
     recorded = _recorded_inputs(out_dir)
     # corrections.yaml is a person's, read by the run: a folder holding only it is still a new one.
@@ -116,7 +129,8 @@ def claim_for_run(out_dir: Path, cameras: list[Camera], overwrite: bool) -> None
             f"output folder {out_dir} holds a run of other videos ({_describe(recorded)}); "
             "use --overwrite to replace it, or choose another --out folder"
         )
-    clear_run_outputs(out_dir)
+    same = recorded is not None and _same_inputs(recorded, current)
+    clear_run_outputs(out_dir, keep if same else ())
     write_json_atomic(out_dir / INPUTS_RECORD, {"inputs": current, "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 
 

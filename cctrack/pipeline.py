@@ -11,6 +11,8 @@ Output folder layout:
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,8 +34,9 @@ from cctrack.link import LinkResult, TrackletTable, link_tracklets
 from cctrack.link.corrections import Corrections, load_corrections, resolve_corrections
 from cctrack.record import CameraRecord, ModelRecord, RunRecord
 from cctrack.report import write_report
-from cctrack.outdir import CORRECTIONS_NAME, check_output_location, claim_for_run, output_lock
+from cctrack.outdir import CORRECTIONS_NAME, check_output_location, claim_for_run, inputs_fingerprint, output_lock
 from cctrack.track import track_cameras
+from cctrack.track.checkpoint import RESUME_FOLDER, TrackingCheckpoint, checkpoint_key, tracking_key
 from cctrack.tracklets import Tracklet
 from cctrack.video import Camera, discover_cameras, frames_available
 
@@ -90,12 +93,42 @@ def run(video_dir: Path, out_dir: Path, config: RunConfig, show_progress: bool =
     embedder = _load_configured_embedder(config, device) if config.export.link else None
     detector = PersonDetector(config.detector, device)
     with output_lock(out_dir, "run"):
-        claim_for_run(out_dir, cameras, overwrite)
-        return _track_and_export(video_dir, out_dir, cameras, config, device, detector, embedder, corrections, show_progress)
+        detector_sha256 = sha256_of(detector.weights_path)
+        key = tracking_key({"inputs": inputs_fingerprint(cameras), "settings": _tracking_settings(config),
+                            "detector_sha256": detector_sha256, "device": str(device)})
+        claim_for_run(out_dir, cameras, overwrite, keep=_continuable(out_dir, key))
+        record, tracklets = _tracklets_of_run(video_dir, out_dir, cameras, config, detector, detector_sha256, key, show_progress)
+        return _export(out_dir, cameras, tracklets, record, config, device, embedder, corrections, show_progress)
 
 
-def _track_and_export(video_dir: Path, out_dir: Path, cameras: list[Camera], config: RunConfig, device: torch.device,
-                      detector: PersonDetector, embedder, corrections: Corrections, show_progress: bool) -> RunSummary:
+def _tracking_settings(config: RunConfig) -> dict:
+    """The settings tracking depends on (how often it checkpoints is not one of them)."""
+    settings = config.to_dict()
+    video = {k: v for k, v in settings["video"].items() if k != "checkpoint_seconds"}
+    return {"video": video, "detector": settings["detector"], "tracker": settings["tracker"], "tracklets": settings["tracklets"]}
+
+
+def _continuable(out_dir: Path, key: str) -> tuple[str, ...]:
+    """What an earlier run of the same inputs left that this run continues from: its finished tracking
+    (and embeddings, keyed on their own), else its last tracking checkpoint; each with its crops."""
+    if cache.cached_tracking_key(out_dir) == key:
+        return ("cache", "crops")
+    if checkpoint_key(out_dir) == key:
+        return (str(RESUME_FOLDER), "crops")
+    return ()
+
+
+def _tracklets_of_run(video_dir: Path, out_dir: Path, cameras: list[Camera], config: RunConfig, detector: PersonDetector,
+                      detector_sha256: str, key: str, show_progress: bool) -> tuple[RunRecord, list[Tracklet]]:
+    """Track every camera (resuming from a checkpoint) and cache the tracklets, or re-use the tracklets a
+    finished earlier run of the same key cached."""
+    if cache.cached_tracking_key(out_dir) == key:
+        record = dataclasses.replace(cache.load_run_info(out_dir), config=config.to_dict())
+        if show_progress:
+            print(f"tracking: re-using the finished tracking in {cache.cache_dir(out_dir)}", file=sys.stderr, flush=True)
+        return record, cache.load_tracklets(out_dir, record)
+    checkpoint = TrackingCheckpoint(out_dir, key, [c.name for c in cameras], config.video.checkpoint_seconds,
+                                    functools.partial(cache.write_crops, out_dir))
     tracks = track_cameras(
         cameras,
         detector,
@@ -106,6 +139,7 @@ def _track_and_export(video_dir: Path, out_dir: Path, cameras: list[Camera], con
         stride=config.video.stride,
         show_progress=show_progress,
         max_seconds=config.video.max_seconds,
+        checkpoint=checkpoint,
     )
     tracklets = [tracklet for camera_tracks in tracks for tracklet in camera_tracks.tracklets]
     record = RunRecord(
@@ -116,12 +150,17 @@ def _track_and_export(video_dir: Path, out_dir: Path, cameras: list[Camera], con
             for t in tracks
         ),
         detector=ModelRecord(f"ultralytics YOLO {detector.weights_path.name} at {config.detector.image_size} px",
-                             str(detector.weights_path.resolve()), sha256_of(detector.weights_path)),
+                             str(detector.weights_path.resolve()), detector_sha256),
         reid=None,
         config=config.to_dict(),
     )
-    # Embedded as decoded from the JPEGs written, the pixels a re-link re-embeds (not the raw crops).
-    crops = cache.save_tracklets(out_dir, tracklets, record)
+    cache.save_tracklets(out_dir, tracklets, record, key)
+    checkpoint.clear()
+    return record, tracklets
+
+
+def _export(out_dir: Path, cameras: list[Camera], tracklets: list[Tracklet], record: RunRecord, config: RunConfig,
+            device: torch.device, embedder, corrections: Corrections, show_progress: bool) -> RunSummary:
     outputs = write_mot_files(out_dir / "tracks", [c.name for c in cameras], tracklets, [t.track_id for t in tracklets])
     if not config.export.link:
         if config.export.video:
@@ -129,7 +168,7 @@ def _track_and_export(video_dir: Path, out_dir: Path, cameras: list[Camera], con
             layout = CameraLayout.from_dict(config.layout, [c.name for c in cameras]) if config.layout is not None else None
             outputs += _write_videos(cameras, drawings, out_dir, record.config["video"], config.export.mosaic, layout, show_progress)
         return RunSummary(out_dir, len(cameras), len(tracklets), 0, 0, outputs)
-    return _embed_link_export(out_dir, cameras, tracklets, record, config, device, embedder, crops, outputs, corrections,
+    return _embed_link_export(out_dir, cameras, tracklets, record, config, device, embedder, outputs, corrections,
                               show_progress)
 
 
@@ -154,8 +193,7 @@ def _relink(out_dir: Path, config: RunConfig, corrections: Corrections, show_pro
         CameraLayout.from_dict(config.layout, [camera.name for camera in cameras])
     device = resolve_device(config.device)
     embedder = _load_configured_embedder(config, device)
-    crops = None  # loaded only if the embeddings have to be recomputed
-    return _embed_link_export(out_dir, cameras, tracklets, record, config, device, embedder, crops, outputs, corrections,
+    return _embed_link_export(out_dir, cameras, tracklets, record, config, device, embedder, outputs, corrections,
                               show_progress)
 
 
@@ -172,7 +210,6 @@ def _embed_link_export(
     config: RunConfig,
     device: torch.device,
     embedder,
-    crops: list[list] | None,
     outputs: list[Path],
     corrections: Corrections,
     show_progress: bool,
@@ -180,7 +217,9 @@ def _embed_link_export(
     camera_names = [camera.name for camera in cameras]
     layout = CameraLayout.from_dict(config.layout, camera_names) if config.layout is not None else None
     description, sha256 = model_identity(embedder)  # hashes the weights file: once per link
-    embeddings = run_embeddings(out_dir, tracklets, embedder, sha256, crops, show_progress)
+    # Crops are embedded as decoded from the JPEGs written (read only when not embedded yet): the pixels a
+    # re-link re-embeds.
+    embeddings = run_embeddings(out_dir, tracklets, embedder, sha256, None, show_progress)
     weights = str(Path(embedder.weights_path).resolve()) if embedder.weights_path else ""
     record = record.with_reid(ModelRecord(description, weights, sha256, embedder.dim), config.to_dict())
     table = tracklet_table(cameras, tracklets)

@@ -113,24 +113,69 @@ class TrackletCollector:
             heapq.heapreplace(track.crop_candidates, entry)
 
     def finish(self) -> list[Tracklet]:
-        """All tracklets of the camera, ordered by track id."""
-        tracklets = []
-        for track_id in sorted(self._tracks):
-            track = self._tracks[track_id]
-            chosen = _spread_in_time(track.crop_candidates, self.crops_per_tracklet)
-            tracklets.append(
-                Tracklet(
-                    camera=self.camera,
-                    track_id=track_id,
-                    frames=np.asarray(track.frames, np.int64),
-                    boxes=np.asarray(track.boxes, np.float32).reshape(-1, 4),
-                    scores=np.asarray(track.scores, np.float32),
-                    crops=tuple(crop for _, _, crop in chosen),
-                    crop_frames=np.asarray([frame for _, frame, _ in chosen], np.int64),
-                    crop_quality=np.asarray([quality for quality, _, _ in chosen], np.float32),
-                )
+        """All tracklets of the camera not taken by `take_ended` yet, ordered by track id."""
+        return self.take_ended(active_track_ids=())
+
+    def take_ended(self, active_track_ids) -> list[Tracklet]:
+        """The tracklets whose track is no longer alive in the tracker (not in `active_track_ids`), ordered
+        by track id, forgotten here: an ended track never comes back (track ids are not reused)."""
+        active = {int(track_id) for track_id in active_track_ids}
+        ended = sorted(track_id for track_id in self._tracks if track_id not in active)
+        return [self._tracklet(track_id, self._tracks.pop(track_id)) for track_id in ended]
+
+    def _tracklet(self, track_id: int, track: _TrackInProgress) -> Tracklet:
+        chosen = _spread_in_time(track.crop_candidates, self.crops_per_tracklet)
+        return Tracklet(
+            camera=self.camera,
+            track_id=track_id,
+            frames=np.asarray(track.frames, np.int64),
+            boxes=np.asarray(track.boxes, np.float32).reshape(-1, 4),
+            scores=np.asarray(track.scores, np.float32),
+            crops=tuple(crop for _, _, crop in chosen),
+            crop_frames=np.asarray([frame for _, frame, _ in chosen], np.int64),
+            crop_quality=np.asarray([quality for quality, _, _ in chosen], np.float32),
+        )
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The tracks in progress as flat arrays (a resume checkpoint; `restore` reads it back). The crop
+        candidates keep their heap order, so that later offers evict exactly what they would have."""
+        tracks = list(self._tracks.items())
+        candidates = [entry for _, track in tracks for entry in track.crop_candidates]
+        crops = [crop for _, _, crop in candidates]
+        return {
+            "track_id": np.array([track_id for track_id, _ in tracks], np.int64),
+            "box_offsets": offsets([len(track.frames) for _, track in tracks]),
+            "frames": np.array([f for _, track in tracks for f in track.frames], np.int64),
+            "boxes": np.array([b for _, track in tracks for b in track.boxes], np.float32).reshape(-1, 4),
+            "scores": np.array([s for _, track in tracks for s in track.scores], np.float64),
+            "candidate_offsets": offsets([len(track.crop_candidates) for _, track in tracks]),
+            "candidate_quality": np.array([quality for quality, _, _ in candidates], np.float64),
+            "candidate_frame": np.array([frame for _, frame, _ in candidates], np.int64),
+            "crop_shapes": np.array([crop.shape for crop in crops], np.int64).reshape(-1, 3),
+            "crop_pixels": np.concatenate([crop.reshape(-1) for crop in crops]) if crops else np.zeros(0, np.uint8),
+        }
+
+    def restore(self, state: dict[str, np.ndarray]) -> None:
+        """Continue from a `state()` of a collector of the same camera and crops_per_tracklet."""
+        box_offsets, candidate_offsets = state["box_offsets"], state["candidate_offsets"]
+        crop_ends = np.cumsum(np.prod(state["crop_shapes"], axis=1))
+        crops = [state["crop_pixels"][end - int(np.prod(shape)):end].reshape(shape)
+                 for end, shape in zip(crop_ends, state["crop_shapes"])]
+        self._tracks = {}
+        for i, track_id in enumerate(state["track_id"]):
+            boxes, candidates = slice(box_offsets[i], box_offsets[i + 1]), range(candidate_offsets[i], candidate_offsets[i + 1])
+            self._tracks[int(track_id)] = _TrackInProgress(
+                frames=state["frames"][boxes].tolist(),
+                boxes=list(state["boxes"][boxes]),
+                scores=state["scores"][boxes].tolist(),
+                crop_candidates=[(float(state["candidate_quality"][c]), int(state["candidate_frame"][c]), crops[c])
+                                 for c in candidates],
             )
-        return tracklets
+
+
+def offsets(lengths: list[int]) -> np.ndarray:
+    """(N + 1,) int64 start of each of N ragged parts in their concatenation, then the total."""
+    return np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64)
 
 
 def cut_crop(frame: np.ndarray, box: np.ndarray) -> np.ndarray | None:

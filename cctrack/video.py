@@ -145,9 +145,10 @@ def frames_to_process(camera: Camera, max_frames: int | None = None, stride: int
 
 
 def read_frames(
-    camera: Camera, max_frames: int | None = None, stride: int = 1, max_seconds: float | None = None
+    camera: Camera, max_frames: int | None = None, stride: int = 1, max_seconds: float | None = None, start: int = 0
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (frame_index, BGR frame) for every `stride`-th frame among the first `frames_available`.
+    """Yield (frame_index, BGR frame) for every `stride`-th frame among the first `frames_available`,
+    from frame `start` on (a multiple of `stride`: a resumed run).
 
     A source that stops decoding before its reported length is an error, not a short camera.
     """
@@ -155,7 +156,7 @@ def read_frames(
         raise CctrackError(f"frame stride must be >= 1, got {stride}")
     last_index = frames_available(camera, max_frames, max_seconds)
     if camera.is_image_sequence:
-        for index in range(0, last_index, stride):
+        for index in range(start, last_index, stride):
             frame = cv2.imread(str(camera.image_files[index]))
             if frame is None:
                 raise CctrackError(f"cannot decode image {camera.image_files[index]}")
@@ -164,7 +165,9 @@ def read_frames(
     capture = cv2.VideoCapture(str(camera.path))
     try:
         for index in range(last_index):
-            if index % stride:
+            # Frames before `start` are decoded and dropped, not sought: seeking by frame index is
+            # approximate for many codecs, and a resumed run must see exactly the frames it would have.
+            if index % stride or index < start:
                 ok = capture.grab()
                 frame = None
             else:

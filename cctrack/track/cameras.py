@@ -13,6 +13,8 @@ import numpy as np
 
 from cctrack.detect import PersonDetector
 from cctrack.progress import progress_bar
+from cctrack.track.checkpoint import (CameraProgress, TrackingCheckpoint, interrupted_at, stop_on_ctrl_c,
+                                      without_crop_pixels)
 from cctrack.track.tracker import Tracker, TrackerSettings
 from cctrack.tracklets import Tracklet, TrackletCollector
 from cctrack.video import Camera, frames_to_process, read_frames
@@ -37,51 +39,84 @@ def track_cameras(
     stride: int = 1,
     show_progress: bool = True,
     max_seconds: float | None = None,
+    checkpoint: TrackingCheckpoint | None = None,
 ) -> list[CameraTracks]:
-    """Detect and track people in every camera; one `CameraTracks` per camera, in the given order."""
+    """Detect and track people in every camera; one `CameraTracks` per camera, in the given order.
+
+    With a `checkpoint`, tracking resumes from its last save and saves as it goes; Ctrl-C then saves and
+    raises cctrack.errors.Interrupted. Tracklets that ended before the last save come back without crop
+    pixels (written to OUT_DIR/crops already); the rest carry theirs.
+    """
     trackers = [Tracker(tracker_settings, fps=camera.fps / stride) for camera in cameras]
     collectors = [TrackletCollector(camera.name, crops_per_tracklet) for camera in cameras]
-    streams: list[Iterator[tuple[int, np.ndarray]] | None] = [read_frames(c, max_frames, stride, max_seconds) for c in cameras]
+    progress = [CameraProgress() for _ in cameras]
+    ended: list[list[Tracklet]] = [[] for _ in cameras]
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        progress, ended = saved.progress, saved.ended
+        for tracker, collector, tracker_state, collector_state in zip(trackers, collectors, saved.trackers, saved.collectors):
+            tracker.restore(tracker_state)
+            collector.restore(collector_state)
+    streams: list[Iterator[tuple[int, np.ndarray]] | None] = [
+        None if p.finished else read_frames(c, max_frames, stride, max_seconds, start=p.next_frame(stride))
+        for c, p in zip(cameras, progress)
+    ]
     totals = [frames_to_process(camera, max_frames, stride, max_seconds) for camera in cameras]
     bars = [
         progress_bar(total, f"track {camera.name}", "frame", show_progress, position=i)
         for i, (camera, total) in enumerate(zip(cameras, totals))
     ]
-    processed = [0] * len(cameras)
-    last_frame = [-1] * len(cameras)
+    for bar, camera_progress in zip(bars, progress):
+        if camera_progress.processed:
+            bar.update(camera_progress.processed)
     # Enough frames per camera per round that a round fills about one detector batch.
     frames_per_camera = max(1, detector.settings.batch_size // max(1, len(cameras)))
     try:
-        while any(stream is not None for stream in streams):
-            batch: list[tuple[int, int, np.ndarray]] = []  # (camera position, frame index, frame)
-            for position, stream in enumerate(streams):
-                if stream is None:
+        with stop_on_ctrl_c(checkpoint is not None) as stop:
+            while any(stream is not None for stream in streams):
+                batch: list[tuple[int, int, np.ndarray]] = []  # (camera position, frame index, frame)
+                for position, stream in enumerate(streams):
+                    if stream is None:
+                        continue
+                    for _ in range(frames_per_camera):
+                        item = next(stream, None)
+                        if item is None:
+                            streams[position] = None
+                            progress[position].finished = True
+                            break
+                        batch.append((position, item[0], item[1]))
+                detections = detector.detect([frame for _, _, frame in batch]) if batch else []
+                for (position, frame_index, frame), frame_detections in zip(batch, detections):
+                    tracked = trackers[position].update(frame_detections)
+                    collectors[position].add(frame_index, frame, frame_detections, tracked)
+                    progress[position].processed += 1
+                    progress[position].last_frame = frame_index
+                    bars[position].update(1)
+                if checkpoint is None:
                     continue
-                for _ in range(frames_per_camera):
-                    item = next(stream, None)
-                    if item is None:
-                        streams[position] = None
-                        break
-                    batch.append((position, item[0], item[1]))
-            if not batch:
-                break
-            detections = detector.detect([frame for _, _, frame in batch])
-            for (position, frame_index, frame), frame_detections in zip(batch, detections):
-                tracked = trackers[position].update(frame_detections)
-                collectors[position].add(frame_index, frame, frame_detections, tracked)
-                processed[position] += 1
-                last_frame[position] = frame_index
-                bars[position].update(1)
+                # A checkpoint ends a round, so that a resumed run forms the same detector batches.
+                video_seconds = max(p.seconds(camera.fps) for p, camera in zip(progress, cameras))
+                if checkpoint.due(video_seconds) or stop.requested:
+                    newly_ended = [_long_enough(c.take_ended(t.active_track_ids), min_boxes) for c, t in zip(collectors, trackers)]
+                    checkpoint.save(video_seconds, progress, trackers, collectors, newly_ended)
+                    for camera_ended, camera_new in zip(ended, newly_ended):
+                        camera_ended += [without_crop_pixels(t) for t in camera_new]
+                if stop.requested:
+                    raise interrupted_at(checkpoint, video_seconds)
     finally:
         for bar in bars:
             bar.close()
     return [
         CameraTracks(
             camera=camera,
-            tracklets=[t for t in collector.finish() if len(t.frames) >= min_boxes],
-            frames_processed=count,
-            last_frame=last,
+            tracklets=sorted(camera_ended + _long_enough(collector.finish(), min_boxes), key=lambda t: t.track_id),
+            frames_processed=camera_progress.processed,
+            last_frame=camera_progress.last_frame,
             stride=stride,
         )
-        for camera, collector, count, last in zip(cameras, collectors, processed, last_frame)
+        for camera, collector, camera_progress, camera_ended in zip(cameras, collectors, progress, ended)
     ]
+
+
+def _long_enough(tracklets: list[Tracklet], min_boxes: int) -> list[Tracklet]:
+    return [t for t in tracklets if len(t.frames) >= min_boxes]

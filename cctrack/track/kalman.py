@@ -91,6 +91,27 @@ class BoxKalman:
         )
         self.filter.P = np.diag(np.concatenate([value_std, rate_std]) ** 2)
 
+    @classmethod
+    def from_state(cls, mean: np.ndarray, covariance: np.ndarray) -> BoxKalman:
+        """A filter at a saved estimate: (8,) state and (8, 8) covariance, as `mean` and `covariance` give
+        them. predict and update read nothing else, so the restored filter continues exactly."""
+        restored = cls.__new__(cls)
+        restored.filter = KalmanFilter(dim_x=STATE_SIZE, dim_z=MEASUREMENT_SIZE)
+        restored.filter.H = np.eye(MEASUREMENT_SIZE, STATE_SIZE)
+        restored.filter.x = np.array(mean, np.float64).reshape(STATE_SIZE, 1)
+        restored.filter.P = np.array(covariance, np.float64).reshape(STATE_SIZE, STATE_SIZE)
+        return restored
+
+    @property
+    def mean(self) -> np.ndarray:
+        """(8,) float64 copy of the state estimate."""
+        return self.filter.x[:, 0].copy()
+
+    @property
+    def covariance(self) -> np.ndarray:
+        """(8, 8) float64 copy of the estimate's covariance."""
+        return self.filter.P.copy()
+
     @staticmethod
     def _measurement_std(height: float) -> np.ndarray:
         return np.array(

@@ -129,6 +129,9 @@ class TrackState(Enum):
     LOST = "lost"  # confirmed, unmatched for 1..lost_track_frames frames
 
 
+_STATE_CODES = (TrackState.TENTATIVE, TrackState.TRACKED, TrackState.LOST)  # saved as the index
+
+
 class _Track:
     """One person's box over time (mutable, private to the tracker)."""
 
@@ -158,6 +161,34 @@ class Tracker:
     def active_track_ids(self) -> np.ndarray:
         """(K,) int64 sorted ids of the confirmed tracks still alive (tracked or lost)."""
         return np.array(sorted(t.track_id for t in self._tracks if t.state is not TrackState.TENTATIVE), np.int64)
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Everything later updates depend on, as arrays (a resume checkpoint); `restore` reads it back."""
+        tracks = self._tracks
+        return {
+            "frames_processed": np.asarray(self.frames_processed, np.int64),
+            "last_track_id": np.asarray(self._last_track_id, np.int64),
+            "mean": np.array([t.kalman.mean for t in tracks], np.float64).reshape(-1, 8),
+            "covariance": np.array([t.kalman.covariance for t in tracks], np.float64).reshape(-1, 8, 8),
+            "state": np.array([_STATE_CODES.index(t.state) for t in tracks], np.int8),
+            "track_id": np.array([t.track_id for t in tracks], np.int64),
+            "consecutive_hits": np.array([t.consecutive_hits for t in tracks], np.int64),
+            "frames_missed": np.array([t.frames_missed for t in tracks], np.int64),
+        }
+
+    def restore(self, state: dict[str, np.ndarray]) -> None:
+        """Continue from a `state()` of a tracker with the same settings and fps, as if never stopped."""
+        self.frames_processed = int(state["frames_processed"])
+        self._last_track_id = int(state["last_track_id"])
+        self._tracks = []
+        for i in range(len(state["track_id"])):
+            track = _Track.__new__(_Track)
+            track.kalman = BoxKalman.from_state(state["mean"][i], state["covariance"][i])
+            track.state = _STATE_CODES[int(state["state"][i])]
+            track.track_id = int(state["track_id"][i])
+            track.consecutive_hits = int(state["consecutive_hits"][i])
+            track.frames_missed = int(state["frames_missed"][i])
+            self._tracks.append(track)
 
     def update(self, detections: Detections) -> TrackedBoxes:
         """Advance one frame with that frame's detections; returns the confirmed tracks matched in it."""
