@@ -10,6 +10,7 @@ re-link with other settings without redoing them.
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -125,17 +126,33 @@ def cached_tracking_key(out_dir: Path) -> str:
 
 
 def load_crops(out_dir: Path, tracklets: list[Tracklet]) -> list[list[np.ndarray]]:
-    crops = []
-    for tracklet in tracklets:
+    """Every tracklet's crops, all in memory (see `StoredCrops` to read them one tracklet at a time)."""
+    stored = StoredCrops(out_dir, tracklets)
+    return [stored[i] for i in range(len(stored))]
+
+
+class StoredCrops(Sequence):
+    """Each tracklet's crops, read from OUT_DIR/crops only when asked for: memory stays flat in the
+    number of tracklets (cctrack.embed.embed_tracklets reads them one tracklet at a time)."""
+
+    def __init__(self, out_dir: Path, tracklets: list[Tracklet]) -> None:
+        self.out_dir = Path(out_dir)
+        self.tracklets = tracklets
+        self.crop_counts = [len(t.crop_frames) for t in tracklets]
+
+    def __len__(self) -> int:
+        return len(self.tracklets)
+
+    def __getitem__(self, index: int) -> list[np.ndarray]:
+        tracklet = self.tracklets[index]
         images = []
         for rank in range(len(tracklet.crop_frames)):
-            path = Path(out_dir) / crop_path(tracklet.camera, tracklet.track_id, rank)
+            path = self.out_dir / crop_path(tracklet.camera, tracklet.track_id, rank)
             image = cv2.imread(str(path))
             if image is None:
                 raise CctrackError(f"corrupt cache: crop {path} is missing or unreadable; re-run `cctrack run`")
             images.append(image)
-        crops.append(images)
-    return crops
+        return images
 
 
 def tracklets_key(out_dir: Path) -> str:

@@ -83,15 +83,23 @@ def model_identity(embedder) -> tuple[str, str]:
 
 
 def embed_tracklets(crops: Sequence[Sequence[np.ndarray]], embedder, show_progress: bool = True) -> TrackletEmbeddings:
-    """Embed all crops (one list per tracklet) and average them into one descriptor per tracklet."""
-    flat = [crop for tracklet_crops in crops for crop in tracklet_crops]
-    if any(len(tracklet_crops) == 0 for tracklet_crops in crops):
+    """Embed all crops (one list per tracklet) and average them into one descriptor per tracklet.
+
+    Tracklets are read from `crops` one at a time and their crops embedded CROPS_PER_CALL at a time, so a
+    lazy sequence (cctrack.cache.StoredCrops, which reads each tracklet's crops from disk when asked)
+    keeps about CROPS_PER_CALL crops in memory however long the footage was.
+    """
+    counts = getattr(crops, "crop_counts", None) or [len(tracklet_crops) for tracklet_crops in crops]
+    if any(count == 0 for count in counts):
         raise CctrackError("a tracklet has no crops to embed")
-    offsets = np.concatenate([[0], np.cumsum([len(c) for c in crops])]).astype(np.int64)
-    parts = []
-    with progress_bar(len(flat), "embed", "crop", show_progress) as bar:
-        for start in range(0, len(flat), CROPS_PER_CALL):
-            parts.append(embedder.embed(flat[start : start + CROPS_PER_CALL], progress=bar.update))
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    parts, pending = [], []
+    with progress_bar(int(offsets[-1]), "embed", "crop", show_progress) as bar:
+        for index in range(len(counts)):
+            pending += list(crops[index])
+            while len(pending) >= CROPS_PER_CALL or (index == len(counts) - 1 and pending):
+                parts.append(embedder.embed(pending[:CROPS_PER_CALL], progress=bar.update))
+                pending = pending[CROPS_PER_CALL:]
     crop_embeddings = np.concatenate(parts) if parts else np.zeros((0, embedder.dim), np.float32)
     description, sha256 = model_identity(embedder)
     return TrackletEmbeddings(

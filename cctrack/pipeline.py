@@ -122,13 +122,14 @@ def _tracklets_of_run(video_dir: Path, out_dir: Path, cameras: list[Camera], con
                       detector_sha256: str, key: str, show_progress: bool) -> tuple[RunRecord, list[Tracklet]]:
     """Track every camera (resuming from a checkpoint) and cache the tracklets, or re-use the tracklets a
     finished earlier run of the same key cached."""
+    checkpoint = TrackingCheckpoint(out_dir, key, [c.name for c in cameras], config.video.checkpoint_seconds,
+                                    functools.partial(cache.write_crops, out_dir))
     if cache.cached_tracking_key(out_dir) == key:
+        checkpoint.clear()  # left by a kill between caching the tracklets and clearing it
         record = dataclasses.replace(cache.load_run_info(out_dir), config=config.to_dict())
         if show_progress:
             print(f"tracking: re-using the finished tracking in {cache.cache_dir(out_dir)}", file=sys.stderr, flush=True)
         return record, cache.load_tracklets(out_dir, record)
-    checkpoint = TrackingCheckpoint(out_dir, key, [c.name for c in cameras], config.video.checkpoint_seconds,
-                                    functools.partial(cache.write_crops, out_dir))
     tracks = track_cameras(
         cameras,
         detector,
@@ -259,7 +260,7 @@ def run_embeddings(out_dir: Path, tracklets: list[Tracklet], embedder, sha256: s
                 f"delete {cache.cache_dir(out_dir) / 'embeddings.npz'} to re-embed"
             )
         return embeddings
-    embeddings = embed_tracklets(crops if crops is not None else cache.load_crops(out_dir, tracklets), embedder, show_progress)
+    embeddings = embed_tracklets(crops if crops is not None else cache.StoredCrops(out_dir, tracklets), embedder, show_progress)
     cache.save_embeddings(out_dir, embeddings)
     return embeddings
 
