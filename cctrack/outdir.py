@@ -134,6 +134,24 @@ def claim_for_run(out_dir: Path, cameras: list[Camera], overwrite: bool, keep: t
     write_json_atomic(out_dir / INPUTS_RECORD, {"inputs": current, "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 
 
+# Disk a run writes per camera-hour of footage processed (bench/long_video.py, see the README): the cache and
+# crops grow with the people seen, the annotated videos with the pixels.
+CACHE_BYTES_PER_CAMERA_HOUR = 40e6
+VIDEO_BYTES_PER_CAMERA_HOUR = 650e6
+
+
+def space_warning(out_dir: Path, camera_seconds: float, with_videos: bool) -> str | None:
+    """A warning line when out_dir's disk has less free space than a run over `camera_seconds` of footage
+    (summed over cameras) is likely to need, else None. An estimate: busy scenes need more."""
+    needed = camera_seconds / 3600 * (CACHE_BYTES_PER_CAMERA_HOUR + (VIDEO_BYTES_PER_CAMERA_HOUR if with_videos else 0))
+    free = shutil.disk_usage(out_dir).free
+    if free >= needed:
+        return None
+    advice = " (--no-video writes far less)" if with_videos else ""
+    return (f"warning: {out_dir} has {free / 1e6:.0f} MB free; this run may need about {needed / 1e6:.0f} MB{advice}; "
+            "a full disk stops it with an error, and a rerun resumes")
+
+
 def _process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -34,7 +34,8 @@ from cctrack.link import LinkResult, TrackletTable, link_tracklets
 from cctrack.link.corrections import Corrections, load_corrections, resolve_corrections
 from cctrack.record import CameraRecord, ModelRecord, RunRecord
 from cctrack.report import write_report
-from cctrack.outdir import CORRECTIONS_NAME, check_output_location, claim_for_run, inputs_fingerprint, output_lock
+from cctrack.outdir import (CORRECTIONS_NAME, check_output_location, claim_for_run, inputs_fingerprint, output_lock,
+                            space_warning)
 from cctrack.track import track_cameras
 from cctrack.track.checkpoint import RESUME_FOLDER, TrackingCheckpoint, checkpoint_key, tracking_key
 from cctrack.tracklets import Tracklet
@@ -97,6 +98,10 @@ def run(video_dir: Path, out_dir: Path, config: RunConfig, show_progress: bool =
         key = tracking_key({"inputs": inputs_fingerprint(cameras), "settings": _tracking_settings(config),
                             "detector_sha256": detector_sha256, "device": str(device)})
         claim_for_run(out_dir, cameras, overwrite, keep=_continuable(out_dir, key))
+        footage = sum(frames_available(c, config.video.max_frames, config.video.max_seconds) / c.fps for c in cameras)
+        warning = space_warning(out_dir, footage, config.export.video)
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
         record, tracklets = _tracklets_of_run(video_dir, out_dir, cameras, config, detector, detector_sha256, key, show_progress)
         return _export(out_dir, cameras, tracklets, record, config, device, embedder, corrections, show_progress)
 

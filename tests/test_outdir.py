@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cctrack import cache
+from cctrack import cache, outdir
 from cctrack.cli import app
 from cctrack.outdir import LOCK_NAME
 from tests.conftest import read_sample_frames, write_video
@@ -141,3 +141,25 @@ def test_cached_embeddings_are_not_reused_for_other_tracklets(two_footages, tmp_
     arrays["boxes"] = arrays["boxes"] + 1.0
     np.savez(out / "cache" / "tracklets.npz", **arrays)
     assert cache.load_embeddings(out, count) is None
+
+
+def test_a_run_warns_when_the_disk_is_likely_too_small(two_footages, tmp_path, monkeypatch):
+    plain, _ = two_footages
+    free = {"bytes": 10**12}
+    monkeypatch.setattr(outdir.shutil, "disk_usage", lambda path: shutil_usage(free["bytes"]))
+    result = run(plain, tmp_path / "roomy")
+    assert result.exit_code == 0 and "warning" not in result.stderr
+    # 8 frames at 10 fps of 2 cameras is 1.6 camera-seconds: about 18 kB of cache without videos.
+    free["bytes"] = 1000
+    result = run(plain, tmp_path / "tight")
+    assert result.exit_code == 0, result.output
+    warning = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and "MB free; this run may need about" in warning[0]
+    assert outdir.space_warning(tmp_path, 3600, with_videos=True).endswith("a rerun resumes")
+    assert "(--no-video writes far less)" in outdir.space_warning(tmp_path, 3600, with_videos=True)
+
+
+def shutil_usage(free: int):
+    import collections
+
+    return collections.namedtuple("usage", "total used free")(10 * free, 9 * free, free)
