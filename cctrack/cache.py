@@ -49,10 +49,15 @@ def write_crops(out_dir: Path, tracklet: Tracklet) -> None:
     for rank, crop in enumerate(tracklet.crops):
         path = Path(out_dir) / crop_path(tracklet.camera, tracklet.track_id, rank)
         # Encoded here and written by Python, so a failed write says why (cv2.imwrite only says False).
-        encoded, jpeg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, CROP_JPEG_QUALITY])
-        if not encoded:
-            raise CctrackError(f"cannot write {path}: OpenCV cannot encode a {crop.shape} crop as JPEG")
-        write_bytes_atomic(path, jpeg.tobytes())
+        write_bytes_atomic(path, encode_crop(crop, path))
+
+
+def encode_crop(crop: np.ndarray, path: Path | str = "a crop") -> bytes:
+    """The JPEG bytes a crop is stored as (`path` names it in the error)."""
+    encoded, jpeg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, CROP_JPEG_QUALITY])
+    if not encoded:
+        raise CctrackError(f"cannot write {path}: OpenCV cannot encode a {crop.shape} crop as JPEG")
+    return jpeg.tobytes()
 
 
 def tracklet_arrays(tracklets: list[Tracklet], camera_names: list[str]) -> dict[str, np.ndarray]:

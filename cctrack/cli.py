@@ -79,6 +79,12 @@ def run_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run of other videos in OUT (only cctrack's own outputs are removed)"),
     corrections: Optional[Path] = typer.Option(None, "--corrections", help=CORRECTIONS_HELP.replace("OUT_DIR", "OUT")),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars"),
+    ray: Optional[str] = typer.Option(
+        None, "--ray", help="Run each camera (or chunk) as a Ray task: auto (the cluster this node joined, else a local one), local, or a cluster address"
+    ),
+    chunk_seconds: Optional[float] = typer.Option(
+        None, "--chunk-seconds", help="With --ray: split each camera into chunks of this many seconds, run in parallel and stitched"
+    ),
 ) -> None:
     """Detect, track, re-identify and link people in every camera of VIDEO_DIR."""
     from cctrack.config import load_config
@@ -95,8 +101,15 @@ def run_command(
         "export.video": video,
         "export.link": link,
     }
+    if chunk_seconds is not None and ray is None:
+        raise CctrackError("--chunk-seconds needs --ray (chunks run as parallel Ray tasks)")
+    ray_settings = None
+    if ray is not None:
+        from cctrack.distributed import RaySettings
+
+        ray_settings = RaySettings(address=ray, chunk_seconds=chunk_seconds)
     summary = run(video_dir, out, load_config(config, settings, flags), show_progress=not quiet, overwrite=overwrite,
-                  corrections_path=corrections)
+                  corrections_path=corrections, ray=ray_settings)
     typer.echo(summary.text())
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import shutil
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from cctrack import cache
 from cctrack.config import RunConfig
 from cctrack.detect import PersonDetector
 from cctrack.device import resolve_device
+from cctrack.distributed import PIECES_FOLDER, RaySettings, track_on_ray, worker_embeddings
 from cctrack.draw import TrackDrawing, write_annotated_videos
 from cctrack.embed import TrackletEmbeddings, embed_tracklets, load_embedder, model_identity
 from cctrack.errors import CctrackError
@@ -36,7 +38,7 @@ from cctrack.record import CameraRecord, ModelRecord, RunRecord
 from cctrack.report import write_report
 from cctrack.outdir import (CORRECTIONS_NAME, check_output_location, claim_for_run, inputs_fingerprint, output_lock,
                             space_warning)
-from cctrack.track import track_cameras
+from cctrack.track import CameraTracks, track_cameras
 from cctrack.track.checkpoint import RESUME_FOLDER, TrackingCheckpoint, checkpoint_key, tracking_key
 from cctrack.tracklets import Tracklet
 from cctrack.video import Camera, discover_cameras, frames_available
@@ -76,7 +78,7 @@ class RunSummary:
 
 
 def run(video_dir: Path, out_dir: Path, config: RunConfig, show_progress: bool = True, overwrite: bool = False,
-        corrections_path: Path | None = None) -> RunSummary:
+        corrections_path: Path | None = None, ray: RaySettings | None = None) -> RunSummary:
     """`cctrack run`: every stage, then every export. The output folder must be new, empty, or hold an
     earlier run of the same videos (or `overwrite`), see cctrack.outdir. Linking applies the corrections
     of `corrections_path`, else of out_dir/corrections.yaml if there."""
@@ -102,7 +104,8 @@ def run(video_dir: Path, out_dir: Path, config: RunConfig, show_progress: bool =
         warning = space_warning(out_dir, footage, config.export.video)
         if warning:
             print(warning, file=sys.stderr, flush=True)
-        record, tracklets = _tracklets_of_run(video_dir, out_dir, cameras, config, detector, detector_sha256, key, show_progress)
+        record, tracklets = _tracklets_of_run(video_dir, out_dir, cameras, config, detector, detector_sha256, key, show_progress,
+                                              ray, embedder)
         return _export(out_dir, cameras, tracklets, record, config, device, embedder, corrections, show_progress)
 
 
@@ -120,13 +123,14 @@ def _continuable(out_dir: Path, key: str) -> tuple[str, ...]:
         return ("cache", "crops")
     if checkpoint_key(out_dir) == key:
         return (str(RESUME_FOLDER), "crops")
-    return ()
+    return (str(PIECES_FOLDER),)  # the Ray path's finished pieces, named by their key
 
 
 def _tracklets_of_run(video_dir: Path, out_dir: Path, cameras: list[Camera], config: RunConfig, detector: PersonDetector,
-                      detector_sha256: str, key: str, show_progress: bool) -> tuple[RunRecord, list[Tracklet]]:
-    """Track every camera (resuming from a checkpoint) and cache the tracklets, or re-use the tracklets a
-    finished earlier run of the same key cached."""
+                      detector_sha256: str, key: str, show_progress: bool, ray: RaySettings | None = None,
+                      embedder=None) -> tuple[RunRecord, list[Tracklet]]:
+    """Track every camera (resuming from a checkpoint; or as Ray tasks, which also embed) and cache the
+    tracklets, or re-use the tracklets a finished earlier run of the same key cached."""
     checkpoint = TrackingCheckpoint(out_dir, key, [c.name for c in cameras], config.video.checkpoint_seconds,
                                     functools.partial(cache.write_crops, out_dir))
     if cache.cached_tracking_key(out_dir) == key:
@@ -135,18 +139,10 @@ def _tracklets_of_run(video_dir: Path, out_dir: Path, cameras: list[Camera], con
         if show_progress:
             print(f"tracking: re-using the finished tracking in {cache.cache_dir(out_dir)}", file=sys.stderr, flush=True)
         return record, cache.load_tracklets(out_dir, record)
-    tracks = track_cameras(
-        cameras,
-        detector,
-        config.tracker,
-        crops_per_tracklet=config.tracklets.crops_per_tracklet,
-        min_boxes=config.tracklets.min_boxes,
-        max_frames=config.video.max_frames,
-        stride=config.video.stride,
-        show_progress=show_progress,
-        max_seconds=config.video.max_seconds,
-        checkpoint=checkpoint,
-    )
+    if ray is not None:
+        tracks, piece_embeddings = track_on_ray(cameras, config, ray, out_dir, key, embedder is not None, show_progress)
+    else:
+        tracks, piece_embeddings = _track_here(cameras, config, detector, checkpoint, show_progress), None
     tracklets = [tracklet for camera_tracks in tracks for tracklet in camera_tracks.tracklets]
     record = RunRecord(
         video_dir=str(Path(video_dir).resolve()),
@@ -161,8 +157,27 @@ def _tracklets_of_run(video_dir: Path, out_dir: Path, cameras: list[Camera], con
         config=config.to_dict(),
     )
     cache.save_tracklets(out_dir, tracklets, record, key)
+    if piece_embeddings is not None:  # embedded by the Ray tasks: the embedding stage re-uses them
+        cache.save_embeddings(out_dir, worker_embeddings(piece_embeddings, *model_identity(embedder)))
     checkpoint.clear()
+    shutil.rmtree(Path(out_dir) / PIECES_FOLDER, ignore_errors=True)
     return record, tracklets
+
+
+def _track_here(cameras: list[Camera], config: RunConfig, detector: PersonDetector, checkpoint: TrackingCheckpoint,
+                show_progress: bool) -> list[CameraTracks]:
+    return track_cameras(
+        cameras,
+        detector,
+        config.tracker,
+        crops_per_tracklet=config.tracklets.crops_per_tracklet,
+        min_boxes=config.tracklets.min_boxes,
+        max_frames=config.video.max_frames,
+        stride=config.video.stride,
+        show_progress=show_progress,
+        max_seconds=config.video.max_seconds,
+        checkpoint=checkpoint,
+    )
 
 
 def _export(out_dir: Path, cameras: list[Camera], tracklets: list[Tracklet], record: RunRecord, config: RunConfig,

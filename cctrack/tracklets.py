@@ -124,7 +124,7 @@ class TrackletCollector:
         return [self._tracklet(track_id, self._tracks.pop(track_id)) for track_id in ended]
 
     def _tracklet(self, track_id: int, track: _TrackInProgress) -> Tracklet:
-        chosen = _spread_in_time(track.crop_candidates, self.crops_per_tracklet)
+        chosen = spread_in_time(track.crop_candidates, self.crops_per_tracklet)
         return Tracklet(
             camera=self.camera,
             track_id=track_id,
@@ -188,7 +188,7 @@ def cut_crop(frame: np.ndarray, box: np.ndarray) -> np.ndarray | None:
     return np.ascontiguousarray(frame[y0:y1, x0:x1])
 
 
-def _spread_in_time(candidates: list[tuple[float, int, np.ndarray]], count: int) -> list[tuple[float, int, np.ndarray]]:
+def spread_in_time(candidates: list[tuple[float, int, np.ndarray]], count: int) -> list[tuple[float, int, np.ndarray]]:
     """Best-first, but skip a candidate that sits next to an already chosen frame while others remain:
     neighbouring frames add little to a tracklet's mean embedding."""
     ranked = sorted(candidates, key=lambda entry: (-entry[0], entry[1]))

@@ -40,12 +40,14 @@ def track_cameras(
     show_progress: bool = True,
     max_seconds: float | None = None,
     checkpoint: TrackingCheckpoint | None = None,
+    first_frame: int = 0,
 ) -> list[CameraTracks]:
     """Detect and track people in every camera; one `CameraTracks` per camera, in the given order.
 
     With a `checkpoint`, tracking resumes from its last save and saves as it goes; Ctrl-C then saves and
     raises cctrack.errors.Interrupted. Tracklets that ended before the last save come back without crop
-    pixels (written to OUT_DIR/crops already); the rest carry theirs.
+    pixels (written to OUT_DIR/crops already); the rest carry theirs. `first_frame` (a multiple of
+    `stride`) starts every camera there instead of at frame 0: a time chunk (cctrack.distributed).
     """
     trackers = [Tracker(tracker_settings, fps=camera.fps / stride) for camera in cameras]
     collectors = [TrackletCollector(camera.name, crops_per_tracklet) for camera in cameras]
@@ -58,10 +60,10 @@ def track_cameras(
             tracker.restore(tracker_state)
             collector.restore(collector_state)
     streams: list[Iterator[tuple[int, np.ndarray]] | None] = [
-        None if p.finished else read_frames(c, max_frames, stride, max_seconds, start=p.next_frame(stride))
+        None if p.finished else read_frames(c, max_frames, stride, max_seconds, start=max(first_frame, p.next_frame(stride)))
         for c, p in zip(cameras, progress)
     ]
-    totals = [frames_to_process(camera, max_frames, stride, max_seconds) for camera in cameras]
+    totals = [frames_to_process(camera, max_frames, stride, max_seconds) - first_frame // stride for camera in cameras]
     bars = [
         progress_bar(total, f"track {camera.name}", "frame", show_progress, position=i)
         for i, (camera, total) in enumerate(zip(cameras, totals))
