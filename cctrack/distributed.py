@@ -261,17 +261,19 @@ def track_on_ray(cameras: list[Camera], config: RunConfig, settings: RaySettings
                for number, piece in enumerate(pieces) if number not in results}
     with progress_bar(len(pieces), "track (ray)", "piece", show_progress) as bar:
         bar.update(len(results))
-        while running:
-            done, _ = ray.wait(list(running), num_returns=1)
-            number = running.pop(done[0])
-            try:
-                results[number] = ray.get(done[0])
-            except Exception as error:
-                for reference in running:
-                    ray.cancel(reference, force=True)
-                raise _piece_error(pieces[number], error) from None
-            store.save(pieces[number], results[number])
-            bar.update(1)
+        try:
+            while running:
+                done, _ = ray.wait(list(running), num_returns=1)
+                number = running.pop(done[0])
+                try:
+                    results[number] = ray.get(done[0])
+                except Exception as error:
+                    raise _piece_error(pieces[number], error) from None
+                store.save(pieces[number], results[number])
+                bar.update(1)
+        finally:  # a failed piece or Ctrl-C: the others stop too (what finished is saved)
+            for reference in running:
+                ray.cancel(reference, force=True)
     tracks, embeddings = [], []
     for camera in cameras:
         numbers = [n for n, piece in enumerate(pieces) if piece.camera.name == camera.name]
