@@ -1,7 +1,8 @@
 """The per-camera stage: frames -> detections -> tracks -> tracklets, for all cameras at once.
 
 Frames of all cameras are read in lockstep and detected in shared batches, so one network call serves
-several cameras; each camera keeps its own tracker, fed in frame order.
+several cameras; each camera keeps its own tracker, fed in frame order. Each camera's frames are decoded
+ahead in a reader thread (bounded), overlapping decoding with detection.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Iterator
 import numpy as np
 
 from cctrack.detect import PersonDetector
+from cctrack.prefetch import Prefetched
 from cctrack.progress import progress_bar
 from cctrack.track.checkpoint import (CameraProgress, TrackingCheckpoint, interrupted_at, stop_on_ctrl_c,
                                       without_crop_pixels)
@@ -59,10 +61,13 @@ def track_cameras(
         for tracker, collector, tracker_state, collector_state in zip(trackers, collectors, saved.trackers, saved.collectors):
             tracker.restore(tracker_state)
             collector.restore(collector_state)
-    streams: list[Iterator[tuple[int, np.ndarray]] | None] = [
-        None if p.finished else read_frames(c, max_frames, stride, max_seconds, start=max(first_frame, p.next_frame(stride)))
+    # Each camera decodes ahead in its own thread (cctrack.prefetch) while the detector works.
+    readers = [
+        None if p.finished else Prefetched(read_frames(c, max_frames, stride, max_seconds, start=max(first_frame, p.next_frame(stride))),
+                                           name=f"read {c.name}")
         for c, p in zip(cameras, progress)
     ]
+    streams: list[Iterator[tuple[int, np.ndarray]] | None] = list(readers)
     totals = [frames_to_process(camera, max_frames, stride, max_seconds) - first_frame // stride for camera in cameras]
     bars = [
         progress_bar(total, f"track {camera.name}", "frame", show_progress, position=i)
@@ -106,6 +111,9 @@ def track_cameras(
                 if stop.requested:
                     raise interrupted_at(checkpoint, video_seconds)
     finally:
+        for reader in readers:
+            if reader is not None:
+                reader.close()
         for bar in bars:
             bar.close()
     return [
