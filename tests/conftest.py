@@ -51,6 +51,17 @@ def write_video(path: Path, frames: list[np.ndarray], fps: float = 10.0, codec: 
     return path
 
 
+def good_and_truncated_cameras(folder: Path, good: str = "cam_good", bad: str = "cam_bad") -> Path:
+    """`folder`/videos with a 10-frame camera `good`.mp4 and `bad`.avi, an MJPG AVI cut in half: it keeps a
+    readable header, so it opens and then stops decoding (a truncated file found during the work)."""
+    videos = folder / "videos"
+    videos.mkdir()
+    write_video(videos / f"{good}.mp4", read_sample_frames("cam_left", 10))
+    data = write_video(folder / "full.avi", read_sample_frames("cam_right", 40), codec="MJPG").read_bytes()
+    (videos / f"{bad}.avi").write_bytes(data[: len(data) // 2])
+    return videos
+
+
 @pytest.fixture(scope="session")
 def short_sample(tmp_path_factory) -> Path:
     """Both sample cameras, first 30 frames (3 s): a real two-camera folder that runs in seconds."""

@@ -12,13 +12,13 @@ from typer.testing import CliRunner
 
 from cctrack.cli import app
 from cctrack.config import load_config
-from cctrack.distributed import KILL_FIRST_ATTEMPT_ENV, PIECES_FOLDER, PieceStore, RaySettings, plan_pieces, stitch, track_piece
+from cctrack.distributed import KILL_FIRST_ATTEMPT_ENV, PIECES_FOLDER, RaySettings, plan_pieces, stitch, track_piece
 from cctrack.evaluate import evaluate_camera
 from cctrack.mot import read_mot_txt
 from cctrack.pipeline import run
 from cctrack.sample import write_sample_ground_truth
 from cctrack.video import discover_cameras
-from tests.conftest import read_sample_frames, shared_pets_gt_path, write_video
+from tests.conftest import good_and_truncated_cameras, read_sample_frames, shared_pets_gt_path, write_video
 
 ray = pytest.importorskip("ray", reason="the Ray path needs `pip install -e .[ray]` (in the test extras)")
 
@@ -122,12 +122,7 @@ def test_a_restarted_driver_reuses_finished_pieces(short_sample, in_process, loc
 
 @pytest.mark.slow
 def test_bad_input_in_one_camera_is_one_error_line_naming_it(local_ray, tmp_path):
-    videos = tmp_path / "videos"
-    videos.mkdir()
-    write_video(videos / "cam_good.mp4", read_sample_frames("cam_left", 10))
-    # MJPG in AVI keeps a readable header when cut short: it opens, then stops decoding inside the task.
-    data = write_video(tmp_path / "full.avi", read_sample_frames("cam_right", 40), codec="MJPG").read_bytes()
-    (videos / "cam_bad.avi").write_bytes(data[: len(data) // 2])
+    videos = good_and_truncated_cameras(tmp_path)  # cam_bad fails inside its task, not when opened
     result = runner.invoke(app, ["run", str(videos), "--out", str(tmp_path / "out"), "--ray", "auto", "--quiet", "--no-video",
                                  "--imgsz", "320"])
     assert result.exit_code == 2, result.output

@@ -17,7 +17,7 @@ from cctrack.prefetch import Prefetched
 from cctrack.track import track_cameras
 from cctrack.track.tracker import TrackerSettings
 from cctrack.video import discover_cameras, read_frames
-from tests.conftest import read_sample_frames, write_video
+from tests.conftest import good_and_truncated_cameras
 
 
 def readers_alive() -> list[str]:
@@ -72,14 +72,8 @@ def detector():
 
 
 def test_a_truncated_camera_stops_tracking_with_its_error_and_no_thread_is_left(tmp_path, detector):
-    videos = tmp_path / "videos"
-    videos.mkdir()
-    write_video(videos / "cam_a.mp4", read_sample_frames("cam_left", 12))
-    # MJPG in AVI keeps a readable header when cut short: it opens, then stops decoding.
-    data = write_video(tmp_path / "full.avi", read_sample_frames("cam_right", 40), codec="MJPG").read_bytes()
-    (videos / "cam_b.avi").write_bytes(data[: len(data) // 2])
-    cameras = discover_cameras(videos)
-    with pytest.raises(CctrackError, match="cam_b.avi stops decoding at frame"):
+    cameras = discover_cameras(good_and_truncated_cameras(tmp_path))
+    with pytest.raises(CctrackError, match="cam_bad.avi stops decoding at frame"):
         track_cameras(cameras, detector, TrackerSettings(), show_progress=False)
     assert not readers_alive()
 
