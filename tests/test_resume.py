@@ -26,7 +26,7 @@ from cctrack.track.checkpoint import RESUME_FOLDER, STATE_NAME, TrackingCheckpoi
 from cctrack.track.tracker import Tracker, TrackerSettings
 from cctrack.tracklets import TrackletCollector, crop_path
 from cctrack.video import discover_cameras
-from tests.conftest import REPO_ROOT, read_sample_frames
+from tests.conftest import REPO_ROOT
 
 CHECKPOINT_SECONDS = 0.5  # 5 frames of the 10 fps sample: several checkpoints in a 3 s clip
 
