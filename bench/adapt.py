@@ -30,15 +30,15 @@ FOOTAGE = ("sample", "hue_rotated_cam_right")
 
 
 def scores(out_dir: Path, gt_dir: Path, overrides: list[str]) -> dict:
-    tracklets = cache.load_tracklets(out_dir, cache.load_run_info(out_dir))
-    person = ground_truth_person(tracklets, gt_dir)
+    table = cache.load_tracklets(out_dir, cache.load_run_info(out_dir))
+    person = ground_truth_person(table, gt_dir)
     sweep = {}
     for probability in ORACLE_PROBABILITIES:
         relink_with(out_dir, overrides + [f"link.min_probability={probability}"])
         sweep[str(probability)] = float(evaluate_run(gt_dir, out_dir).multi_camera["idf1"])
     relink_with(out_dir, overrides)
-    row = link_quality(out_dir, gt_dir, person, tracklets)
-    row["cross_camera_pair_auc"] = float(pair_auc(out_dir, tracklets, person, overrides))
+    row = link_quality(out_dir, gt_dir, person, table)
+    row["cross_camera_pair_auc"] = float(pair_auc(out_dir, table, person, overrides))
     row["oracle_min_probability_sweep"] = sweep
     return row
 

@@ -50,9 +50,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))  # run as a plain script from a checkout, installed or not
 from bench.record import header  # noqa: E402
 from cctrack.files import write_json_atomic  # noqa: E402
-from cctrack.link import LinkSettings, TrackletTable, link_tracklets  # noqa: E402
+from cctrack.link import LinkSettings, link_tracklets  # noqa: E402
 from cctrack.link.candidates import _allowed_pairs, tracklet_seconds  # noqa: E402  the gate ours uses
 from cctrack.link.layout import CameraLayout  # noqa: E402
+from cctrack.table import TrackletTable  # noqa: E402
 
 RESULTS_PATH = REPO_ROOT / "bench" / "results" / "link.json"
 CAMERAS, HOUR_SECONDS, FPS = 50, 3600.0, 25.0
@@ -84,7 +85,7 @@ def make_world(count: int, dim: int, seed: int = 0) -> World:
     start, duration, camera = start.reshape(-1)[:count], duration.reshape(-1)[:count], camera.reshape(-1)[:count]
     first_frame = np.round(start * FPS).astype(np.int64)
     last_frame = first_frame + np.maximum(1, np.round(duration * FPS).astype(np.int64)) - 1
-    table = TrackletTable(tuple(f"cam{c:02d}" for c in range(CAMERAS)), (FPS,) * CAMERAS, camera, first_frame, last_frame)
+    table = TrackletTable.from_spans(tuple(f"cam{c:02d}" for c in range(CAMERAS)), (FPS,) * CAMERAS, camera, first_frame, last_frame)
 
     common = _unit(rng.standard_normal((1, dim), dtype=np.float32))
     look_alike = _unit(rng.standard_normal(((people + 1) // 2, dim), dtype=np.float32))[np.arange(people) // 2]

@@ -33,10 +33,11 @@ from cctrack.config import load_config
 from cctrack.embed import load_embedder
 from cctrack.evaluate import evaluate_run
 from cctrack.mot import read_mot_txt
-from cctrack.link import LinkSettings, TrackletTable, center_per_camera, pair_log_odds, tracklet_seconds
+from cctrack.link import LinkSettings, center_per_camera, pair_log_odds, tracklet_seconds
 from cctrack.link.layout import CameraLayout
 from cctrack.pipeline import relink, run
 from cctrack.sample import write_sample_ground_truth
+from cctrack.table import TrackletTable
 from reid.calibration import roc_auc
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -49,14 +50,15 @@ DESCRIPTORS = {  # name -> config overrides
 ORACLE_PROBABILITIES = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 
 
-def ground_truth_person(tracklets, gt_dir: Path) -> np.ndarray:
+def ground_truth_person(table: TrackletTable, gt_dir: Path) -> np.ndarray:
     """(N,) the PETS id whose boxes overlap each tracklet's most often (IoU >= 0.5), -1 for none."""
-    people = np.full(len(tracklets), -1)
+    people = np.full(len(table), -1)
     gt = {camera.name: read_mot_txt(camera / "gt" / "gt.txt") for camera in gt_dir.iterdir() if camera.is_dir()}
-    for index, tracklet in enumerate(tracklets):
-        rows = gt[tracklet.camera]
+    for index, camera in enumerate(table.camera):
+        rows = gt[camera]
         votes: dict[int, int] = {}
-        for frame, (x0, y0, x1, y1) in zip(tracklet.frames, tracklet.boxes):
+        boxes = table.box_rows(index)
+        for frame, (x0, y0, x1, y1) in zip(table.frames[boxes], table.boxes[boxes]):
             here = rows[rows[:, 0] == frame + 1]
             if len(here) == 0:
                 continue
@@ -72,16 +74,16 @@ def ground_truth_person(tracklets, gt_dir: Path) -> np.ndarray:
     return people
 
 
-def link_quality(out_dir: Path, gt_dir: Path, person: np.ndarray, tracklets) -> dict:
+def link_quality(out_dir: Path, gt_dir: Path, person: np.ndarray, table: TrackletTable) -> dict:
     """Scores of the identities currently in out_dir."""
     report = evaluate_run(gt_dir, out_dir)
     document = json.loads((out_dir / "identities.json").read_text())
     identity_of = {(t["camera"], t["track_id"]): identity["id"] for identity in document["identities"] for t in identity["tracklets"]}
-    identity = np.array([identity_of[(t.camera, t.track_id)] for t in tracklets])
-    camera = np.array([t.camera for t in tracklets])
+    identity = np.array([identity_of[key] for key in table.keys])
+    camera = table.camera
     right = wrong = 0
-    for i in range(len(tracklets)):
-        for j in range(i + 1, len(tracklets)):
+    for i in range(len(table)):
+        for j in range(i + 1, len(table)):
             if camera[i] != camera[j] and identity[i] == identity[j]:
                 same = person[i] == person[j] and person[i] >= 0
                 right, wrong = right + same, wrong + (not same)
@@ -92,7 +94,7 @@ def link_quality(out_dir: Path, gt_dir: Path, person: np.ndarray, tracklets) -> 
             rows = (person == who) & (camera == name)
             counts = {}
             for i in np.flatnonzero(rows):
-                counts[identity[i]] = counts.get(identity[i], 0) + len(tracklets[i].frames)
+                counts[identity[i]] = counts.get(identity[i], 0) + int(table.box_counts[i])
             majority.append(max(counts, key=counts.get))
         both += 1
         kept += majority[0] == majority[1]
@@ -105,18 +107,14 @@ def link_quality(out_dir: Path, gt_dir: Path, person: np.ndarray, tracklets) -> 
     }
 
 
-def pair_auc(out_dir: Path, tracklets, person: np.ndarray, overrides: list[str]) -> float:
+def pair_auc(out_dir: Path, table: TrackletTable, person: np.ndarray, overrides: list[str]) -> float:
     """ROC AUC of the default link log-odds over every cross-camera tracklet pair."""
     config = load_config(None, overrides + ["device=cpu"])
     embedder = load_embedder(config.reid.checkpoint, "cpu", None, 128, config.reid.descriptor)
-    embeddings = cache.load_embeddings(out_dir, len(tracklets))
-    record = cache.load_run_info(out_dir)
-    names = tuple(record.camera_names)
-    table = TrackletTable(names, tuple(float(c.fps) for c in record.cameras),
-                          [names.index(t.camera) for t in tracklets], [t.first_frame for t in tracklets], [t.last_frame for t in tracklets])
+    embeddings = cache.load_embeddings(out_dir, len(table))
     descriptors = center_per_camera(embeddings.descriptors, table.camera_index)
-    start, end = tracklet_seconds(table, CameraLayout.open(names))
-    a, b = np.triu_indices(len(tracklets), k=1)
+    start, end = tracklet_seconds(table, CameraLayout.open(table.camera_names))
+    a, b = np.triu_indices(len(table), k=1)
     cross = (table.camera_index[a] != table.camera_index[b]) & (person[a] >= 0) & (person[b] >= 0)
     a, b = a[cross], b[cross]
     similarity = np.einsum("ij,ij->i", descriptors[a], descriptors[b])
@@ -146,23 +144,23 @@ def main() -> None:
         if not (args.reuse and (out_dir / "identities.json").is_file()):
             print(f"cctrack run on {name} ...", flush=True)
             run(videos, out_dir, load_config(None, ["export.video=false", "device=cpu"]), show_progress=False)
-        tracklets = cache.load_tracklets(out_dir, cache.load_run_info(out_dir))
-        person = ground_truth_person(tracklets, gt_dir)
+        table = cache.load_tracklets(out_dir, cache.load_run_info(out_dir))
+        person = ground_truth_person(table, gt_dir)
         rows = {}
         for descriptor, overrides in DESCRIPTORS.items():
             relink_with(out_dir, overrides)
-            rows[descriptor] = link_quality(out_dir, gt_dir, person, tracklets)
-            rows[descriptor]["cross_camera_pair_auc"] = float(pair_auc(out_dir, tracklets, person, overrides))
+            rows[descriptor] = link_quality(out_dir, gt_dir, person, table)
+            rows[descriptor]["cross_camera_pair_auc"] = float(pair_auc(out_dir, table, person, overrides))
             sweep = {}
             for probability in ORACLE_PROBABILITIES:
                 relink_with(out_dir, overrides + [f"link.min_probability={probability}"])
                 sweep[str(probability)] = float(evaluate_run(gt_dir, out_dir).multi_camera["idf1"])
             rows[descriptor]["oracle_min_probability_sweep"] = sweep
         relink_with(out_dir, ["link.distance_threshold=1e-9"])
-        rows["no linking"] = link_quality(out_dir, gt_dir, person, tracklets)
+        rows["no linking"] = link_quality(out_dir, gt_dir, person, table)
         relink_with(out_dir, [])  # leave the folder as the default run makes it
         results[name] = rows
-        print(f"\n{name}: {len(tracklets)} tracklets")
+        print(f"\n{name}: {len(table)} tracklets")
         print_rows(rows)
     write_record(args.out.parent / "linking.json", {"results": results})
 

@@ -25,12 +25,13 @@ from cctrack.config import RunConfig
 from cctrack.device import resolve_device
 from cctrack.embed import IMAGENET_BASELINE, embed_tracklets, load_embedder, model_identity
 from cctrack.errors import CctrackError
-from cctrack.link import TrackletTable, center_per_camera, link_tracklets, tracklet_seconds
+from cctrack.link import center_per_camera, link_tracklets, tracklet_seconds
 from cctrack.link.evidence import PAIRS_PER_CAMERA_PAIR, _camera_pair_samples
 from cctrack.link.layout import CameraLayout
 from cctrack.outdir import output_lock
 from cctrack.link.corrections import resolve_corrections
-from cctrack.pipeline import RunSummary, cameras_of_run, corrections_of_run, relink, run_embeddings, tracklet_table
+from cctrack.pipeline import RunSummary, configured_layout, corrections_of_run, relink, run_embeddings
+from cctrack.table import TrackletTable
 
 ADAPTED_WEIGHTS = "adapted.pt"
 # Cross-camera and re-entry links enter training as positives only at this probability or above: a
@@ -127,23 +128,21 @@ def _adapt(out_dir: Path, config: RunConfig, settings, link_probability: float, 
     from reid.errors import ReidError
 
     record = cache.load_run_info(out_dir)
-    tracklets = cache.load_tracklets(out_dir, record)
-    cameras = cameras_of_run(record)
-    table = tracklet_table(cameras, tracklets)
+    table = cache.load_tracklets(out_dir, record)
     # A person's corrections are labels too: `same` pairs are links of probability 1, `different` pairs
     # known negatives. A bad file fails here, before any work.
-    constraints = resolve_corrections(corrections_of_run(out_dir), [(t.camera, t.track_id) for t in tracklets], table)
-    if len(tracklets) < 2:
-        raise CctrackError(f"cctrack adapt needs at least 2 tracklets; {out_dir} has {len(tracklets)}")
-    layout = CameraLayout.from_dict(config.layout, list(table.camera_names)) if config.layout is not None else None
+    constraints = resolve_corrections(corrections_of_run(out_dir), table)
+    if len(table) < 2:
+        raise CctrackError(f"cctrack adapt needs at least 2 tracklets; {out_dir} has {len(table)}")
+    layout = configured_layout(config, record.camera_names)
     device = resolve_device(config.device)
     base = load_embedder(config.reid.checkpoint, device, config.reid.half, config.reid.batch_size)
     if base.calibration is None:
         raise CctrackError(f"{base.description} has no link calibration; fit one with `reid calibrate` before adapting")
-    crops = cache.load_crops(out_dir, tracklets)
-    before = run_embeddings(out_dir, tracklets, base, model_identity(base)[1], crops, show_progress)  # usually cached
+    crops = cache.load_crops(out_dir, table)
+    before = run_embeddings(out_dir, table, base, model_identity(base)[1], crops, show_progress)  # usually cached
     linked = link_tracklets(table, before.descriptors, config.link, layout, base.calibration, device, constraints)
-    group = confident_groups(len(tracklets), linked.links, link_probability)
+    group = confident_groups(len(table), linked.links, link_probability)
     different = co_occurring(table)
     pairs = constraints.cannot_link
     different[pairs[:, 0], pairs[:, 1]] = different[pairs[:, 1], pairs[:, 0]] = True

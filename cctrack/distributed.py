@@ -38,6 +38,7 @@ from cctrack.embed import TrackletEmbeddings, embed_tracklets, load_embedder, tr
 from cctrack.errors import CctrackError
 from cctrack.files import atomic_path, write_bytes_atomic
 from cctrack.progress import progress_bar
+from cctrack.table import TrackletTable
 from cctrack.track import CameraTracks
 from cctrack.track.tracker import assign, iou_matrix
 from cctrack.tracklets import Tracklet, crop_path, offsets, spread_in_time
@@ -350,7 +351,7 @@ class PieceStore:
         return self.folder / f"{piece.camera.name}.{piece.index}.{hashlib.sha256(name.encode()).hexdigest()[:16]}.npz"
 
     def save(self, piece: Piece, result: PieceTracklets) -> None:
-        arrays = cache.tracklet_arrays(result.tracklets, [piece.camera.name])
+        arrays = TrackletTable.from_tracklets(result.tracklets, [piece.camera.name], [piece.camera.fps]).arrays()
         flat = [jpeg for tracklet_jpegs in result.jpegs for jpeg in tracklet_jpegs]
         arrays.update({
             "jpeg_offsets": offsets([len(jpeg) for jpeg in flat]),
@@ -369,7 +370,8 @@ class PieceStore:
         try:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {name: data[name] for name in data.files}
-            tracklets = cache.tracklets_from_arrays(arrays, [piece.camera.name], path)
+            table = TrackletTable.from_arrays(arrays, [piece.camera.name], [piece.camera.fps], path)
+            tracklets = [table.tracklet(row) for row in range(len(table))]
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, CctrackError):
             return None  # damaged: the piece runs again
         jpeg_offsets, data = arrays["jpeg_offsets"], arrays["jpeg_bytes"].tobytes()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import math
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -13,20 +12,10 @@ import numpy as np
 
 from cctrack.files import atomic_path, write_failure
 from cctrack.progress import progress_bar
+from cctrack.table import TrackletTable
 from cctrack.video import Camera, frames_available, read_frames
 
 GOLDEN_RATIO_CONJUGATE = 0.618033988749895
-
-
-@dataclass(frozen=True)
-class TrackDrawing:
-    """One tracklet to draw: where it is and what it is called."""
-
-    camera: str
-    frames: np.ndarray  # (T,) 0-based frame indices
-    boxes: np.ndarray  # (T, 4) xyxy pixels
-    colour_key: int  # same key -> same colour in every camera (the global identity when linked)
-    label: str
 
 
 def identity_colour(key: int) -> tuple[int, int, int]:
@@ -105,9 +94,22 @@ def mosaic_frame(frames: list[np.ndarray | None], names: list[str], height: int,
     return np.hstack(tiles)
 
 
+def labelled_boxes(table: TrackletTable) -> dict[str, dict[int, list[tuple[np.ndarray, int, str]]]]:
+    """Per camera name, per 0-based frame: the (box, colour key, label) items `draw_boxes` draws. A linked
+    table's boxes are labelled `ID <identity>` and coloured by identity, the same colour in every camera;
+    an unlinked table's by track id."""
+    linked = table.identity is not None
+    keys = (table.identity if linked else table.track_id).tolist()
+    labels = [f"ID {key}" if linked else str(key) for key in keys]
+    by_camera: dict[str, dict[int, list[tuple[np.ndarray, int, str]]]] = {name: defaultdict(list) for name in table.camera_names}
+    for box, frame_index, row in zip(table.boxes, table.frames.tolist(), table.box_tracklet.tolist()):
+        by_camera[table.camera_names[table.camera_index[row]]][frame_index].append((box, keys[row], labels[row]))
+    return by_camera
+
+
 def write_annotated_videos(
     cameras: list[Camera],
-    drawings: list[TrackDrawing],
+    table: TrackletTable,
     videos_dir: Path,
     max_frames: int | None = None,
     stride: int = 1,
@@ -116,7 +118,8 @@ def write_annotated_videos(
     max_seconds: float | None = None,
     clock: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[Path]:
-    """`<videos_dir>/<camera>.mp4` for every camera and `mosaic.mp4`, written in one pass over the sources.
+    """`<videos_dir>/<camera>.mp4` for every camera and `mosaic.mp4`, written in one pass over the sources,
+    with the boxes of the table's tracklets (`labelled_boxes`).
 
     The mosaic lines the cameras up by time, not by frame index: at the highest camera frame rate, its
     frame k shows each camera's latest processed frame at or before shared time start + k / that rate,
@@ -124,11 +127,7 @@ def write_annotated_videos(
     as CameraLayout.camera_clock gives them; None: the videos' own fps, no offsets. Every video is renamed
     into place only once it reads back with every frame written.
     """
-    by_camera: dict[str, dict[int, list[tuple[np.ndarray, int, str]]]] = {c.name: defaultdict(list) for c in cameras}
-    for drawing in drawings:
-        per_frame = by_camera[drawing.camera]
-        for frame_index, box in zip(drawing.frames, drawing.boxes):
-            per_frame[int(frame_index)].append((box, drawing.colour_key, drawing.label))
+    by_camera = labelled_boxes(table)
     clock_fps, time_offsets = clock if clock is not None else (np.array([c.fps for c in cameras]), np.zeros(len(cameras)))
     available = np.array([frames_available(camera, max_frames, max_seconds) for camera in cameras])
     start = float(time_offsets.min())

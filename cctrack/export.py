@@ -18,10 +18,10 @@ from cctrack import __version__
 from cctrack.tracklets import crop_path
 from cctrack.errors import CctrackError
 from cctrack.files import write_json_atomic
-from cctrack.link import LinkResult
+from cctrack.link import Link
 from cctrack.link.layout import CameraLayout
 from cctrack.record import RunRecord
-from cctrack.tracklets import Tracklet
+from cctrack.table import TrackletTable
 
 # 1.1: a link's confidence is its probability (calibrated linking); 1.0 was a distance margin.
 # 1.2: first/last_shared_seconds beside first/last_seconds (the camera's own clock).
@@ -30,31 +30,34 @@ SCHEMA_VERSION = "1.3"
 SCHEMA_PATH = Path(__file__).resolve().parent / "identities.schema.json"
 
 
-def identities_document(record: RunRecord, tracklets: list[Tracklet], result: LinkResult, link_config: dict,
+def identities_document(record: RunRecord, table: TrackletTable, links: list[Link], link_config: dict,
                         layout: CameraLayout | None = None) -> dict:
-    """The `identities.json` document (see SCHEMA_PATH for every field); `layout` sets the shared clock
-    (None: no layout, the cameras' own clocks)."""
-    names = record.camera_names
-    video_fps = [float(camera.fps) for camera in record.cameras]
-    shared_fps, offset = (layout or CameraLayout.open(names)).camera_clock(video_fps)
+    """The `identities.json` document (see SCHEMA_PATH for every field) of a linked table (its identity
+    column) and the links that made it; `layout` sets the shared clock (None: no layout, the cameras'
+    own clocks)."""
+    if table.identity is None:
+        raise ValueError("identities_document needs a linked table (TrackletTable.with_identity)")
+    video_fps = list(table.camera_fps)
+    shared_fps, offset = (layout or CameraLayout.open(table.camera_names)).camera_clock(video_fps)
     members: dict[int, list[int]] = {}
-    for index, identity in enumerate(result.identity):
-        members.setdefault(int(identity), []).append(index)
+    for index, identity in enumerate(table.identity.tolist()):
+        members.setdefault(identity, []).append(index)
+    crop_counts = table.crop_counts
 
     def tracklet_entry(index: int) -> dict:
-        t = tracklets[index]
-        camera = names.index(t.camera)
+        camera = int(table.camera_index[index])
+        first_frame, last_frame = int(table.first_frame[index]), int(table.last_frame[index])
         return {
-            "camera": t.camera,
-            "track_id": t.track_id,
-            "first_frame": t.first_frame + 1,
-            "last_frame": t.last_frame + 1,
-            "first_seconds": round(t.first_frame / video_fps[camera], 3),
-            "last_seconds": round(t.last_frame / video_fps[camera], 3),
-            "first_shared_seconds": round(float(t.first_frame / shared_fps[camera] + offset[camera]), 3),
-            "last_shared_seconds": round(float(t.last_frame / shared_fps[camera] + offset[camera]), 3),
-            "boxes": int(len(t.frames)),
-            "crop": crop_path(t.camera, t.track_id, 0) if len(t.crop_frames) else None,
+            "camera": table.camera_names[camera],
+            "track_id": int(table.track_id[index]),
+            "first_frame": first_frame + 1,
+            "last_frame": last_frame + 1,
+            "first_seconds": round(first_frame / video_fps[camera], 3),
+            "last_seconds": round(last_frame / video_fps[camera], 3),
+            "first_shared_seconds": round(float(first_frame / shared_fps[camera] + offset[camera]), 3),
+            "last_shared_seconds": round(float(last_frame / shared_fps[camera] + offset[camera]), 3),
+            "boxes": int(table.box_counts[index]),
+            "crop": table.crop_paths(index)[0] if crop_counts[index] else None,
         }
 
     identities = []
@@ -71,15 +74,16 @@ def identities_document(record: RunRecord, tracklets: list[Tracklet], result: Li
                 "tracklets": entries,
             }
         )
-    links = []
-    for link in result.links:
-        a, b = tracklets[link.tracklet_a], tracklets[link.tracklet_b]
-        links.append(
+    keys = table.keys
+    link_entries = []
+    for link in links:
+        (camera_a, track_a), (camera_b, track_b) = keys[link.tracklet_a], keys[link.tracklet_b]
+        link_entries.append(
             {
-                "identity": int(result.identity[link.tracklet_a]),
-                "a": {"camera": a.camera, "track_id": a.track_id},
-                "b": {"camera": b.camera, "track_id": b.track_id},
-                "cross_camera": a.camera != b.camera,
+                "identity": int(table.identity[link.tracklet_a]),
+                "a": {"camera": camera_a, "track_id": track_a},
+                "b": {"camera": camera_b, "track_id": track_b},
+                "cross_camera": camera_a != camera_b,
                 "similarity": round(float(link.similarity), 4),
                 "confidence": round(float(link.confidence), 4),
                 "source": link.source,
@@ -97,22 +101,21 @@ def identities_document(record: RunRecord, tracklets: list[Tracklet], result: Li
         },
         "summary": {
             "cameras": len(record.cameras),
-            "tracklets": len(tracklets),
+            "tracklets": len(table),
             "identities": len(identities),
             "multi_camera_identities": multi_camera,
-            "cross_camera_links": sum(1 for link in links if link["cross_camera"]),
+            "cross_camera_links": sum(1 for link in link_entries if link["cross_camera"]),
         },
         "identities": identities,
-        "links": links,
+        "links": link_entries,
     }
 
 
-def check_crops_present(out_dir: Path, tracklets: list[Tracklet]) -> None:
+def check_crops_present(out_dir: Path, table: TrackletTable) -> None:
     """Refuse a cache whose crops are not beside it (e.g. cache/ copied without crops/): identities.json
     would point at crops that are not there, and re-embedding or export-dataset would fail later."""
-    for tracklet in tracklets:
-        for rank in range(len(tracklet.crop_frames)):
-            path = Path(out_dir) / crop_path(tracklet.camera, tracklet.track_id, rank)
+    for row in range(len(table)):
+        for path in (Path(out_dir) / relative for relative in table.crop_paths(row)):
             if not path.is_file():
                 raise CctrackError(f"crop {path} is missing: the cache in {out_dir} is incomplete (copied without crops/?); re-run `cctrack run`")
 

@@ -1,4 +1,4 @@
-"""Atomic file writing and hashing: an output either exists complete or not at all."""
+"""Atomic file writing, hashing and cache reading: an output either exists complete or not at all."""
 
 from __future__ import annotations
 
@@ -6,8 +6,11 @@ import contextlib
 import hashlib
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any, Iterator
+
+import numpy as np
 
 from cctrack.errors import CctrackError
 
@@ -84,3 +87,14 @@ def ensure_writable_folder(folder: Path) -> Path:
     except OSError as error:
         raise CctrackError(f"output folder {folder} is not writable: {error.strerror or error}") from None
     return folder
+
+
+def read_cache_npz(path: Path, keys: list[str]) -> dict[str, np.ndarray]:
+    """The arrays `keys` of a cache file (.npz); a missing or unreadable file is a CctrackError saying so."""
+    if not Path(path).is_file():
+        raise CctrackError(f"cache file missing: {path} (run `cctrack run` first)")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in keys}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as error:
+        raise CctrackError(f"corrupt cache: cannot read {path} ({type(error).__name__}); re-run `cctrack run`") from None

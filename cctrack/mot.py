@@ -13,7 +13,7 @@ import numpy as np
 
 from cctrack.errors import CctrackError
 from cctrack.files import write_text_atomic
-from cctrack.tracklets import Tracklet
+from cctrack.table import TrackletTable
 
 MOT_COLUMNS = 10  # frame, id, x, y, w, h, conf, wx, wy, wz
 
@@ -78,21 +78,20 @@ def write_mot_txt(path: str | Path, rows: np.ndarray) -> Path:
     return path
 
 
-def tracklet_rows(tracklets: list[Tracklet], ids: list[int]) -> np.ndarray:
-    """(K, 7) rows `frame, id, x, y, w, h, conf` of the tracklets' boxes, each under its id, sorted by frame then id."""
-    rows = [
-        (int(frame) + 1, int(identity), float(x0), float(y0), float(x1 - x0), float(y1 - y0), float(score))
-        for tracklet, identity in zip(tracklets, ids)
-        for frame, (x0, y0, x1, y1), score in zip(tracklet.frames, tracklet.boxes, tracklet.scores)
-    ]
-    rows.sort(key=lambda row: (row[0], row[1]))
-    return np.asarray(rows, np.float64).reshape(-1, 7)
+def camera_rows(table: TrackletTable, ids: np.ndarray, camera: int) -> np.ndarray:
+    """(K, 7) rows `frame, id, x, y, w, h, conf` of the boxes of camera `camera` (an index into
+    table.camera_names), each under its tracklet's entry of `ids` (N,), sorted by frame, then id."""
+    boxes = np.flatnonzero(table.camera_index[table.box_tracklet] == camera)
+    box_ids = np.asarray(ids, np.int64)[table.box_tracklet[boxes]]
+    frames = table.frames[boxes] + 1
+    x0, y0, x1, y1 = table.boxes[boxes].T
+    order = np.lexsort((box_ids, frames))
+    columns = (frames, box_ids, x0, y0, x1 - x0, y1 - y0, table.scores[boxes])
+    return np.stack([np.asarray(column, np.float64)[order] for column in columns], axis=1).reshape(-1, 7)
 
 
-def write_mot_files(folder: Path, camera_names: list[str], tracklets: list[Tracklet], ids: list[int]) -> list[Path]:
-    """`<folder>/<camera>.txt` for every camera (empty file for a camera with nobody in it)."""
-    paths = []
-    for name in camera_names:
-        selected = [(t, i) for t, i in zip(tracklets, ids) if t.camera == name]
-        paths.append(write_mot_txt(Path(folder) / f"{name}.txt", tracklet_rows([t for t, _ in selected], [i for _, i in selected])))
-    return paths
+def write_mot_files(folder: Path, table: TrackletTable, ids: np.ndarray) -> list[Path]:
+    """`<folder>/<camera>.txt` for every camera of the table (an empty file for a camera with nobody in
+    it), each box under its tracklet's entry of `ids` (N,): table.track_id, or table.identity."""
+    return [write_mot_txt(Path(folder) / f"{name}.txt", camera_rows(table, ids, camera))
+            for camera, name in enumerate(table.camera_names)]

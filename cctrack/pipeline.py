@@ -1,4 +1,6 @@
 """The whole job: cameras -> tracklets -> embeddings -> identities -> exports, and re-linking from the cache.
+From tracking on, one cctrack.table.TrackletTable carries the tracklets: embedding adds its descriptors,
+linking its identities, and every export reads it.
 
 Output folder layout:
     identities.json        who appeared where and when (schema: cctrack/identities.schema.json)
@@ -17,6 +19,7 @@ import shutil
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -25,14 +28,14 @@ from cctrack.config import RunConfig
 from cctrack.detect import PersonDetector
 from cctrack.device import resolve_device
 from cctrack.distributed import PIECES_FOLDER, RaySettings, track_on_ray, worker_embeddings
-from cctrack.draw import TrackDrawing, write_annotated_videos
+from cctrack.draw import write_annotated_videos
 from cctrack.embed import TrackletEmbeddings, embed_tracklets, load_embedder, model_identity
 from cctrack.errors import CctrackError
 from cctrack.export import check_crops_present, identities_document, write_identities
 from cctrack.mot import write_mot_files
 from cctrack.files import sha256_of, write_text_atomic
 from cctrack.link.layout import CameraLayout
-from cctrack.link import LinkResult, TrackletTable, link_tracklets
+from cctrack.link import link_tracklets
 from cctrack.link.corrections import Corrections, load_corrections, resolve_corrections
 from cctrack.record import CameraRecord, ModelRecord, RunRecord
 from cctrack.report import write_report
@@ -40,7 +43,7 @@ from cctrack.outdir import (CORRECTIONS_NAME, check_output_location, claim_for_r
                             space_warning)
 from cctrack.track import CameraTracks, track_cameras
 from cctrack.track.checkpoint import RESUME_FOLDER, TrackingCheckpoint, checkpoint_key, tracking_key
-from cctrack.tracklets import Tracklet
+from cctrack.table import TrackletTable
 from cctrack.video import Camera, discover_cameras, frames_available
 
 
@@ -77,6 +80,18 @@ class RunSummary:
         return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class _Job:
+    """One `cctrack run` or `cctrack link`: what it was given, loaded and checked before the long work."""
+
+    out_dir: Path
+    config: RunConfig
+    device: torch.device  # where every model and matrix product runs (the top-level `device` setting)
+    embedder: Any  # the re-id descriptor (cctrack.embed.load_embedder); None when not linking
+    corrections: Corrections
+    show_progress: bool
+
+
 def run(video_dir: Path, out_dir: Path, config: RunConfig, show_progress: bool = True, overwrite: bool = False,
         corrections_path: Path | None = None, ray: RaySettings | None = None) -> RunSummary:
     """`cctrack run`: every stage, then every export. The output folder must be new, empty, or hold an
@@ -86,8 +101,7 @@ def run(video_dir: Path, out_dir: Path, config: RunConfig, show_progress: bool =
     check_output_location(out_dir, Path(video_dir))
     corrections = corrections_of_run(out_dir, corrections_path)  # a bad file fails before the long work
     cameras = discover_cameras(Path(video_dir), image_fps=config.video.image_fps)
-    if config.layout is not None:
-        CameraLayout.from_dict(config.layout, [camera.name for camera in cameras])  # fail before the long work
+    configured_layout(config, [camera.name for camera in cameras])  # fail before the long work
     _check_frames_to_process(cameras, config.video.max_frames, config.video.max_seconds)
     device = resolve_device(config.device)
     # Every model is loaded before the long work, so a bad path fails at once and writes nothing.
@@ -104,9 +118,9 @@ def run(video_dir: Path, out_dir: Path, config: RunConfig, show_progress: bool =
         warning = space_warning(out_dir, footage, config.export.video)
         if warning:
             print(warning, file=sys.stderr, flush=True)
-        record, tracklets = _tracklets_of_run(video_dir, out_dir, cameras, config, detector, detector_sha256, key, show_progress,
-                                              ray, embedder)
-        return _export(out_dir, cameras, tracklets, record, config, device, embedder, corrections, show_progress)
+        record, table = _tracklets_of_run(video_dir, out_dir, cameras, config, detector, detector_sha256, key, show_progress,
+                                          ray, embedder)
+        return _export(_Job(out_dir, config, device, embedder, corrections, show_progress), table, record)
 
 
 def _tracking_settings(config: RunConfig) -> dict:
@@ -128,10 +142,10 @@ def _continuable(out_dir: Path, key: str) -> tuple[str, ...]:
 
 def _tracklets_of_run(video_dir: Path, out_dir: Path, cameras: list[Camera], config: RunConfig, detector: PersonDetector,
                       detector_sha256: str, key: str, show_progress: bool, ray: RaySettings | None = None,
-                      embedder=None) -> tuple[RunRecord, list[Tracklet]]:
+                      embedder=None) -> tuple[RunRecord, TrackletTable]:
     """Track every camera (resuming from a checkpoint; or as Ray tasks, which also embed) and cache the
-    tracklets, or re-use the tracklets a finished earlier run of the same key cached."""
-    checkpoint = TrackingCheckpoint(out_dir, key, [c.name for c in cameras], config.video.checkpoint_seconds,
+    tracklet table with its crops, or re-use the table a finished earlier run of the same key cached."""
+    checkpoint = TrackingCheckpoint(out_dir, key, cameras, config.video.checkpoint_seconds,
                                     functools.partial(cache.write_crops, out_dir))
     if cache.cached_tracking_key(out_dir) == key:
         checkpoint.clear()  # left by a kill between caching the tracklets and clearing it
@@ -143,7 +157,6 @@ def _tracklets_of_run(video_dir: Path, out_dir: Path, cameras: list[Camera], con
         tracks, piece_embeddings = track_on_ray(cameras, config, ray, out_dir, key, embedder is not None, show_progress)
     else:
         tracks, piece_embeddings = _track_here(cameras, config, detector, checkpoint, show_progress), None
-    tracklets = [tracklet for camera_tracks in tracks for tracklet in camera_tracks.tracklets]
     record = RunRecord(
         video_dir=str(Path(video_dir).resolve()),
         cameras=tuple(
@@ -156,12 +169,16 @@ def _tracklets_of_run(video_dir: Path, out_dir: Path, cameras: list[Camera], con
         reid=None,
         config=config.to_dict(),
     )
-    cache.save_tracklets(out_dir, tracklets, record, key)
+    tracklets = [tracklet for camera_tracks in tracks for tracklet in camera_tracks.tracklets]
+    for tracklet in tracklets:  # the crops still in memory (those of tracklets that ended before a checkpoint are written)
+        cache.write_crops(out_dir, tracklet)
+    table = TrackletTable.from_tracklets(tracklets, record.camera_names, record.camera_fps)  # what flows from here on
+    cache.save_tracklets(out_dir, table, record, key)
     if piece_embeddings is not None:  # embedded by the Ray tasks: the embedding stage re-uses them
         cache.save_embeddings(out_dir, worker_embeddings(piece_embeddings, *model_identity(embedder)))
     checkpoint.clear()
     shutil.rmtree(Path(out_dir) / PIECES_FOLDER, ignore_errors=True)
-    return record, tracklets
+    return record, table
 
 
 def _track_here(cameras: list[Camera], config: RunConfig, detector: PersonDetector, checkpoint: TrackingCheckpoint,
@@ -180,17 +197,15 @@ def _track_here(cameras: list[Camera], config: RunConfig, detector: PersonDetect
     )
 
 
-def _export(out_dir: Path, cameras: list[Camera], tracklets: list[Tracklet], record: RunRecord, config: RunConfig,
-            device: torch.device, embedder, corrections: Corrections, show_progress: bool) -> RunSummary:
-    outputs = write_mot_files(out_dir / "tracks", [c.name for c in cameras], tracklets, [t.track_id for t in tracklets])
-    if not config.export.link:
-        if config.export.video:
-            drawings = [TrackDrawing(t.camera, t.frames, t.boxes, t.track_id, str(t.track_id)) for t in tracklets]
-            layout = CameraLayout.from_dict(config.layout, [c.name for c in cameras]) if config.layout is not None else None
-            outputs += _write_videos(cameras, drawings, out_dir, record.config["video"], config.export.mosaic, layout, show_progress)
-        return RunSummary(out_dir, len(cameras), len(tracklets), 0, 0, outputs)
-    return _embed_link_export(out_dir, cameras, tracklets, record, config, device, embedder, outputs, corrections,
-                              show_progress)
+def _export(job: _Job, table: TrackletTable, record: RunRecord) -> RunSummary:
+    """Every export of a run: the per-camera tracks, then identities and the rest when linking, else the
+    videos labelled by track id."""
+    outputs = write_mot_files(job.out_dir / "tracks", table, table.track_id)
+    if job.config.export.link:
+        return _embed_link_export(job, table, record)
+    if job.config.export.video:
+        outputs += _write_videos(job, table, record, configured_layout(job.config, record.camera_names))
+    return RunSummary(job.out_dir, len(record.cameras), len(table), 0, 0, outputs)
 
 
 def relink(out_dir: Path, config: RunConfig, show_progress: bool = True, corrections_path: Path | None = None) -> RunSummary:
@@ -201,21 +216,13 @@ def relink(out_dir: Path, config: RunConfig, show_progress: bool = True, correct
     cache.load_run_info(out_dir)  # a folder without a run fails here, before the lock creates anything
     corrections = corrections_of_run(out_dir, corrections_path)
     with output_lock(out_dir, "link"):
-        return _relink(out_dir, config, corrections, show_progress)
-
-
-def _relink(out_dir: Path, config: RunConfig, corrections: Corrections, show_progress: bool) -> RunSummary:
-    record = cache.load_run_info(out_dir)
-    tracklets = cache.load_tracklets(out_dir, record)
-    check_crops_present(out_dir, tracklets)
-    cameras = cameras_of_run(record)
-    outputs = [out_dir / "tracks" / f"{camera.name}.txt" for camera in cameras]
-    if config.layout is not None:
-        CameraLayout.from_dict(config.layout, [camera.name for camera in cameras])
-    device = resolve_device(config.device)
-    embedder = _load_configured_embedder(config, device)
-    return _embed_link_export(out_dir, cameras, tracklets, record, config, device, embedder, outputs, corrections,
-                              show_progress)
+        record = cache.load_run_info(out_dir)
+        table = cache.load_tracklets(out_dir, record)
+        check_crops_present(out_dir, table)
+        configured_layout(config, record.camera_names)  # a bad layout fails before the embedding
+        device = resolve_device(config.device)
+        job = _Job(out_dir, config, device, _load_configured_embedder(config, device), corrections, show_progress)
+        return _embed_link_export(job, table, record)
 
 
 def _load_configured_embedder(config: RunConfig, device: torch.device):
@@ -223,56 +230,48 @@ def _load_configured_embedder(config: RunConfig, device: torch.device):
     return load_embedder(reid.checkpoint, device, reid.half, reid.batch_size, reid.descriptor)
 
 
-def _embed_link_export(
-    out_dir: Path,
-    cameras: list[Camera],
-    tracklets: list[Tracklet],
-    record: RunRecord,
-    config: RunConfig,
-    device: torch.device,
-    embedder,
-    outputs: list[Path],
-    corrections: Corrections,
-    show_progress: bool,
-) -> RunSummary:
-    camera_names = [camera.name for camera in cameras]
-    layout = CameraLayout.from_dict(config.layout, camera_names) if config.layout is not None else None
-    description, sha256 = model_identity(embedder)  # hashes the weights file: once per link
-    # Crops are embedded as decoded from the JPEGs written (read only when not embedded yet): the pixels a
-    # re-link re-embeds.
-    embeddings = run_embeddings(out_dir, tracklets, embedder, sha256, None, show_progress)
-    weights = str(Path(embedder.weights_path).resolve()) if embedder.weights_path else ""
-    record = record.with_reid(ModelRecord(description, weights, sha256, embedder.dim), config.to_dict())
-    table = tracklet_table(cameras, tracklets)
-    constraints = resolve_corrections(corrections, [(t.camera, t.track_id) for t in tracklets], table)
-    result: LinkResult = link_tracklets(table, embeddings.descriptors, config.link, layout, embedder.calibration, device,
-                                        constraints)
-    identity = [int(i) for i in result.identity]
-    document = identities_document(record, tracklets, result, asdict(config.link), layout)
+def configured_layout(config: RunConfig, camera_names: list[str]) -> CameraLayout | None:
+    """The `layout:` of the config checked against the run's cameras; None when there is none."""
+    return CameraLayout.from_dict(config.layout, camera_names) if config.layout is not None else None
+
+
+def _embed_link_export(job: _Job, table: TrackletTable, record: RunRecord) -> RunSummary:
+    """Embed the tracklets (or re-use their cached embeddings), link them, and write every export."""
+    out_dir, config = job.out_dir, job.config
+    table, record = _embed(job, table, record)
+    layout = configured_layout(config, record.camera_names)
+    result = link_tracklets(table, table.descriptors, config.link, layout, job.embedder.calibration, job.device,
+                            resolve_corrections(job.corrections, table))
+    table = table.with_identity(result.identity)
+    document = identities_document(record, table, result.links, asdict(config.link), layout)
     write_identities(out_dir / "identities.json", document)
     (out_dir / "eval.json").unlink(missing_ok=True)  # it scored the identities just replaced
-    outputs = outputs + [out_dir / "identities.json"]
-    outputs += write_mot_files(out_dir / "global", camera_names, tracklets, identity)
+    outputs = [out_dir / "tracks" / f"{name}.txt" for name in table.camera_names] + [out_dir / "identities.json"]
+    outputs += write_mot_files(out_dir / "global", table, table.identity)
     if config.export.video:
-        drawings = [TrackDrawing(t.camera, t.frames, t.boxes, i, f"ID {i}") for t, i in zip(tracklets, identity)]
-        outputs += _write_videos(cameras, drawings, out_dir, record.config["video"], config.export.mosaic, layout, show_progress)
-    outputs.append(write_report(out_dir))
-    summary = RunSummary(
-        out_dir,
-        len(cameras),
-        len(tracklets),
-        document["summary"]["identities"],
-        document["summary"]["multi_camera_identities"],
-        outputs + [out_dir / "summary.txt"],
-    )
+        outputs += _write_videos(job, table, record, layout)
+    outputs += [write_report(out_dir), out_dir / "summary.txt"]
+    summary = RunSummary(out_dir, len(record.cameras), len(table), document["summary"]["identities"],
+                         document["summary"]["multi_camera_identities"], outputs)
     write_text_atomic(out_dir / "summary.txt", summary.text() + "\n")
     return summary
 
 
-def run_embeddings(out_dir: Path, tracklets: list[Tracklet], embedder, sha256: str, crops: list[list] | None,
-                show_progress: bool) -> TrackletEmbeddings:
+def _embed(job: _Job, table: TrackletTable, record: RunRecord) -> tuple[TrackletTable, RunRecord]:
+    """The table with its descriptors, and the record with the re-id model that made them."""
+    description, sha256 = model_identity(job.embedder)  # hashes the weights file: once per link
+    # Crops are embedded as decoded from the JPEGs written (read only when not embedded yet): the pixels a
+    # re-link re-embeds.
+    embeddings = run_embeddings(job.out_dir, table, job.embedder, sha256, None, job.show_progress)
+    weights = str(Path(job.embedder.weights_path).resolve()) if job.embedder.weights_path else ""
+    reid = ModelRecord(description, weights, sha256, job.embedder.dim)
+    return table.with_descriptors(embeddings.descriptors), record.with_reid(reid, job.config.to_dict())
+
+
+def run_embeddings(out_dir: Path, table: TrackletTable, embedder, sha256: str, crops: list[list] | None,
+                   show_progress: bool) -> TrackletEmbeddings:
     """The cached embeddings when this model (weights `sha256`) made them of these tracklets, else new ones (cached)."""
-    embeddings = cache.load_embeddings(out_dir, len(tracklets))
+    embeddings = cache.load_embeddings(out_dir, len(table))
     if embeddings is not None and embeddings.model_sha256 == sha256:
         if embeddings.dim != embedder.dim:
             raise CctrackError(
@@ -280,7 +279,7 @@ def run_embeddings(out_dir: Path, tracklets: list[Tracklet], embedder, sha256: s
                 f"delete {cache.cache_dir(out_dir) / 'embeddings.npz'} to re-embed"
             )
         return embeddings
-    embeddings = embed_tracklets(crops if crops is not None else cache.StoredCrops(out_dir, tracklets), embedder, show_progress)
+    embeddings = embed_tracklets(crops if crops is not None else cache.StoredCrops(out_dir, table), embedder, show_progress)
     cache.save_embeddings(out_dir, embeddings)
     return embeddings
 
@@ -295,18 +294,6 @@ def corrections_of_run(out_dir: Path, path: Path | None = None) -> Corrections:
     return load_corrections(default) if default.is_file() else Corrections()
 
 
-def tracklet_table(cameras: list[Camera], tracklets: list[Tracklet]) -> TrackletTable:
-    """Where and when each tracklet was seen, as the linker reads it."""
-    camera_names = [camera.name for camera in cameras]
-    return TrackletTable(
-        camera_names=tuple(camera_names),
-        camera_fps=tuple(camera.fps for camera in cameras),
-        camera_index=[camera_names.index(t.camera) for t in tracklets],
-        first_frame=[t.first_frame for t in tracklets],
-        last_frame=[t.last_frame for t in tracklets],
-    )
-
-
 def cameras_of_run(record: RunRecord) -> list[Camera]:
     return [camera.camera() for camera in record.cameras]
 
@@ -317,25 +304,22 @@ def _check_frames_to_process(cameras: list[Camera], max_frames: int | None, max_
             raise CctrackError(f"--max-seconds {max_seconds:g} (video.max_seconds) gives no frame of camera {camera.name} ({camera.fps:g} fps)")
 
 
-def _write_videos(
-    cameras: list[Camera], drawings: list[TrackDrawing], out_dir: Path, video_settings: dict, mosaic: bool,
-    layout: CameraLayout | None, show_progress: bool,
-) -> list[Path]:
+def _write_videos(job: _Job, table: TrackletTable, record: RunRecord, layout: CameraLayout | None) -> list[Path]:
     """Videos cover the frames the tracking run processed (its max_frames, max_seconds and stride), not a
     re-link's; the mosaic is on the layout's clock."""
+    cameras = cameras_of_run(record)
     missing = [camera.path for camera in cameras if not camera.path.exists()]
     if missing:
         raise CctrackError(f"cannot draw videos: source {missing[0]} is gone (set export.video=false)")
+    video_settings = record.config["video"]
     return write_annotated_videos(
         cameras,
-        drawings,
-        out_dir / "videos",
+        table,
+        job.out_dir / "videos",
         max_frames=video_settings["max_frames"],
         stride=video_settings["stride"],
-        mosaic=mosaic and len(cameras) > 1,
-        show_progress=show_progress,
+        mosaic=job.config.export.mosaic and len(cameras) > 1,
+        show_progress=job.show_progress,
         max_seconds=video_settings.get("max_seconds"),  # absent from the caches of earlier versions
         clock=layout.camera_clock([camera.fps for camera in cameras]) if layout is not None else None,
     )
-
-

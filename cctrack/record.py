@@ -61,6 +61,11 @@ class RunRecord:
     def camera_names(self) -> list[str]:
         return [camera.name for camera in self.cameras]
 
+    @property
+    def camera_fps(self) -> list[float]:
+        """Each camera's own frames per second, in camera_names' order."""
+        return [float(camera.fps) for camera in self.cameras]
+
     def with_reid(self, reid: ModelRecord, config: dict) -> RunRecord:
         """This run re-linked: its re-id model, and `config` for every section but the tracking ones (the
         tracklets were made with the recorded video, detector and tracker settings)."""

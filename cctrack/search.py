@@ -73,8 +73,8 @@ def parse_clock(text: str) -> float:
 def load_index(out_dir: Path) -> RunIndex:
     out_dir = Path(out_dir)
     record = cache.load_run_info(out_dir)
-    tracklets = cache.load_tracklets(out_dir, record)
-    embeddings = cache.load_embeddings(out_dir, len(tracklets))
+    table = cache.load_tracklets(out_dir, record)
+    embeddings = cache.load_embeddings(out_dir, len(table))
     identities_path = out_dir / "identities.json"
     if embeddings is None or not identities_path.is_file():
         raise CctrackError(f"{out_dir} has no linked run to search (no embeddings or identities.json); run `cctrack link {out_dir}`")
@@ -86,12 +86,12 @@ def load_index(out_dir: Path) -> RunIndex:
         model_path, model_description = str(model["path"]), str(model["description"])
     except (json.JSONDecodeError, KeyError, TypeError):
         raise CctrackError(f"{identities_path} is not a cctrack identities.json of schema 1.2 or later; re-run `cctrack link {out_dir}`") from None
-    rows = [entries.get((t.camera, t.track_id), (0, t.first_frame, t.last_frame)) for t in tracklets]
+    rows = [entries.get(key, (0, first, last)) for key, first, last in zip(table.keys, table.first_frame.tolist(), table.last_frame.tolist())]
     raw = embeddings.descriptors.astype(np.float32)
-    camera_index = np.array([record.camera_names.index(t.camera) for t in tracklets], np.int64)
+    camera_index = table.camera_index.astype(np.int64)
     return RunIndex(
-        cameras=np.array([t.camera for t in tracklets]),
-        track_ids=np.array([t.track_id for t in tracklets], np.int64),
+        cameras=table.camera,
+        track_ids=table.track_id,
         identities=np.array([row[0] for row in rows], np.int64),
         first_seconds=np.array([row[1] for row in rows], np.float64),
         last_seconds=np.array([row[2] for row in rows], np.float64),

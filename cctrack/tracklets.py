@@ -1,4 +1,6 @@
-"""Tracklets: each finished track of one camera, with its boxes and its best few crops for re-id."""
+"""Tracklets while tracking: each finished track of one camera, with its boxes and its best few crops for
+re-id. Once tracking is done they become the rows of the one cctrack.table.TrackletTable (and their crops
+files in OUT_DIR/crops); no later stage sees a Tracklet."""
 
 from __future__ import annotations
 

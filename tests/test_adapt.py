@@ -7,8 +7,9 @@ import numpy as np
 
 from cctrack.adapt import co_occurring, confident_groups
 from cctrack.mot import read_mot_txt
-from cctrack.link import Link, TrackletTable, center_per_camera
+from cctrack.link import Link, center_per_camera
 from cctrack.sample import SAMPLE_CAMERAS, SAMPLE_FPS, derive_camera_ground_truth, ground_truth_tracklets
+from cctrack.table import TrackletTable
 from reid.adapt import AdaptSettings, adapt_weights
 from reid.embedder import Embedder
 from reid.pretrained import default_weights_path
@@ -16,7 +17,7 @@ from tests.conftest import SAMPLE_DIR, shared_pets_gt_path
 
 
 def test_co_occurring_tracklets_of_one_camera_are_known_different():
-    table = TrackletTable(("a", "b"), (10.0, 10.0), [0, 0, 0, 1], [0, 5, 20, 0], [10, 15, 30, 10])
+    table = TrackletTable.from_spans(("a", "b"), (10.0, 10.0), [0, 0, 0, 1], [0, 5, 20, 0], [10, 15, 30, 10])
     different = co_occurring(table)
     assert different[0, 1] and different[1, 0]  # frames 5-10 shared in camera a
     assert not different[0, 2] and not different[1, 2]  # one after the other: maybe one person
@@ -32,7 +33,7 @@ def test_only_confident_links_join_groups():
 def test_adapting_on_one_camera_separates_people_seen_together(tmp_path):
     rows = derive_camera_ground_truth(read_mot_txt(shared_pets_gt_path()), SAMPLE_CAMERAS[0])
     tracklets = ground_truth_tracklets(SAMPLE_DIR / f"{SAMPLE_CAMERAS[0].name}.mp4", rows, SAMPLE_CAMERAS[0].name, (0, 400))
-    table = TrackletTable(("cam",), (SAMPLE_FPS,), [0] * len(tracklets), [t.first_frame for t in tracklets],
+    table = TrackletTable.from_spans(("cam",), (SAMPLE_FPS,), [0] * len(tracklets), [t.first_frame for t in tracklets],
                           [t.last_frame for t in tracklets])
     different = co_occurring(table)
     assert len(tracklets) >= 6 and different.sum() >= 10

@@ -269,8 +269,8 @@ def test_relink_with_a_changed_crop_re_embeds_it_from_the_disk(finished_run, tmp
     out = tmp_path / "copy"
     shutil.copytree(finished_run, out)
     from_run = _cached_embeddings(out)
-    first = load_tracklets(out, load_run_info(out))[0]
-    crop = out / "crops" / first.camera / f"{first.track_id:05d}_0.jpg"
+    camera, track_id = load_tracklets(out, load_run_info(out)).keys[0]
+    crop = out / "crops" / camera / f"{track_id:05d}_0.jpg"
     cv2.imwrite(str(crop), np.full_like(cv2.imread(str(crop)), 128))  # a grey crop: nobody
     (out / "cache" / "embeddings.npz").unlink()
     result = invoke("link", out, "--no-video", "--quiet")
@@ -565,13 +565,14 @@ def test_export_dataset_to_an_unwritable_target_is_one_line(finished_run, tmp_pa
 
 
 def test_a_cache_copied_without_its_crops_is_refused_naming_the_first_crop(finished_run, tmp_path):
-    tracklets = load_tracklets(finished_run, load_run_info(finished_run))
-    check_crops_present(finished_run, tracklets)  # the run itself is complete
+    table = load_tracklets(finished_run, load_run_info(finished_run))
+    check_crops_present(finished_run, table)  # the run itself is complete
     out = tmp_path / "copy"
     shutil.copytree(finished_run / "cache", out / "cache")
-    first = out / "crops" / tracklets[0].camera / f"{tracklets[0].track_id:05d}_0.jpg"
+    camera, track_id = table.keys[0]
+    first = out / "crops" / camera / f"{track_id:05d}_0.jpg"
     with pytest.raises(CctrackError) as raised:
-        check_crops_present(out, tracklets)
+        check_crops_present(out, table)
     assert str(raised.value) == f"crop {first} is missing: the cache in {out} is incomplete (copied without crops/?); re-run `cctrack run`"
     # `cctrack link` refuses such a cache before writing anything.
     before = {p: p.stat().st_mtime_ns for p in files_under(out)}

@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cctrack.draw import write_annotated_videos
+from cctrack.draw import labelled_boxes, write_annotated_videos
+from cctrack.table import TrackletTable
 from cctrack.video import discover_cameras
 from tests.conftest import frame_count, numbered_cameras, read_mosaic
+from tests.test_table import CAMERAS, FPS, TRACKLETS
 
 
 @pytest.mark.parametrize("fast_offset_seconds", [0, 1])
@@ -17,7 +19,8 @@ def test_mosaic_shows_cameras_of_10_and_25_fps_at_the_same_time(tmp_path, fast_o
     k - 25 x offset, black outside that camera's own 3 s."""
     cameras = discover_cameras(numbered_cameras(tmp_path / "cams", {"a_slow": (10.0, 30), "b_fast": (25.0, 75)}))
     clock = (np.array([10.0, 25.0]), np.array([0.0, fast_offset_seconds])) if fast_offset_seconds else None
-    write_annotated_videos(cameras, [], tmp_path / "videos", show_progress=False, clock=clock)
+    nobody = TrackletTable.from_tracklets([], [c.name for c in cameras], [c.fps for c in cameras])
+    write_annotated_videos(cameras, nobody, tmp_path / "videos", show_progress=False, clock=clock)
 
     def within(index: int, count: int) -> int:
         return index if 0 <= index < count else -1
@@ -50,3 +53,13 @@ def test_labels_of_people_walking_close_together_never_overlap():
     canvas = draw_boxes(frame, [(np.array(box, np.float32), key, label) for key, (box, label) in enumerate(zip(boxes, labels), start=1)])
     for key, rect in enumerate(rects, start=1):
         assert tuple(int(v) for v in canvas[rect[1] + 1, rect[0] + 1]) == identity_colour(key)
+
+
+def test_drawing_labels_boxes_by_track_id_until_linked_then_by_identity():
+    table = TrackletTable.from_tracklets(TRACKLETS, CAMERAS, FPS)
+    unlinked = labelled_boxes(table)
+    assert [(key, label) for _, key, label in unlinked["cam_a"][5]] == [(1, "1"), (3, "3")]
+    linked = labelled_boxes(table.with_identity(np.array([5, 6, 5])))
+    assert [(key, label) for _, key, label in linked["cam_a"][5]] == [(5, "ID 5"), (6, "ID 6")]
+    assert [(key, label) for _, key, label in linked["cam_b"][10]] == [(5, "ID 5")]
+    assert np.array_equal(linked["cam_b"][10][0][0], [10, 20, 20, 50]) and sorted(linked["cam_b"]) == [7, 9, 10]

@@ -10,7 +10,8 @@ import yaml
 
 from cctrack.errors import CctrackError
 from cctrack.link.layout import CameraLayout
-from cctrack.link import LinkSettings, TrackletTable, candidate_pairs, center_per_camera, link_tracklets, tracklet_seconds
+from cctrack.link import LinkSettings, candidate_pairs, center_per_camera, link_tracklets, tracklet_seconds
+from cctrack.table import TrackletTable
 
 FPS = 10.0
 
@@ -18,7 +19,7 @@ FPS = 10.0
 def make_table(cameras: list[str], rows: list[tuple[int, int, int]]) -> TrackletTable:
     """rows: (camera index, first frame, last frame), all cameras at FPS."""
     rows_array = np.array(rows, dtype=np.int64).reshape(-1, 3)
-    return TrackletTable(tuple(cameras), (FPS,) * len(cameras), rows_array[:, 0], rows_array[:, 1], rows_array[:, 2])
+    return TrackletTable.from_spans(tuple(cameras), (FPS,) * len(cameras), rows_array[:, 0], rows_array[:, 1], rows_array[:, 2])
 
 
 def unit(vectors) -> np.ndarray:
@@ -296,13 +297,13 @@ def test_bad_settings_name_the_field(field, value):
 
 def test_bad_tracklet_tables_are_rejected():
     with pytest.raises(ValueError, match="last_frame"):
-        TrackletTable(("a",), (10.0,), [0, 0], [0, 5], [3])
+        TrackletTable.from_spans(("a",), (10.0,), [0, 0], [0, 5], [3])
     with pytest.raises(ValueError, match="camera_index"):
-        TrackletTable(("a",), (10.0,), [1], [0], [3])
+        TrackletTable.from_spans(("a",), (10.0,), [1], [0], [3])
     with pytest.raises(ValueError, match="first_frame <= last_frame"):
-        TrackletTable(("a",), (10.0,), [0], [5], [3])
+        TrackletTable.from_spans(("a",), (10.0,), [0], [5], [3])
     with pytest.raises(ValueError, match="camera_fps"):
-        TrackletTable(("a", "b"), (10.0,), [0], [0], [3])
+        TrackletTable.from_spans(("a", "b"), (10.0,), [0], [0], [3])
 
 
 # --- agreement with the plain dense reference -----------------------------------------------------
@@ -435,7 +436,7 @@ def test_centering_per_camera_removes_a_camera_wide_appearance_shift():
     rows = [(camera, who) for camera in (0, 1) for _ in range(visits) for who in (0, 1)]
     embeddings = np.array([person[who] + camera_look[camera] + rng.normal(scale=0.05, size=64) for camera, who in rows])
     embeddings = (embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)).astype(np.float32)
-    table = TrackletTable(
+    table = TrackletTable.from_spans(
         camera_names=("a", "b"),
         camera_fps=(10.0, 10.0),
         camera_index=np.array([camera for camera, _ in rows]),

@@ -15,16 +15,6 @@ LOOSE = LinkSettings(center_per_camera=False, distance_threshold=2.0)  # every a
 TIGHT = LinkSettings(center_per_camera=False, distance_threshold=1e-6)  # nothing merges on its own
 
 
-def keys_of(table) -> list[tuple[str, int]]:
-    """Track ids 1, 2, ... per camera in row order, as cctrack numbers them."""
-    counts: dict[int, int] = {}
-    keys = []
-    for camera in table.camera_index.tolist():
-        counts[camera] = counts.get(camera, 0) + 1
-        keys.append((table.camera_names[camera], counts[camera]))
-    return keys
-
-
 def corrected(table, embeddings, settings, **entries):
     """link_tracklets with corrections written as in corrections.yaml: same=[("cam_left:1", "cam_right:1")]."""
     def key(text):
@@ -36,7 +26,7 @@ def corrected(table, embeddings, settings, **entries):
         different=tuple((key(a), key(b)) for a, b in entries.get("different", [])),
         alone=tuple(key(text) for text in entries.get("alone", [])),
     )
-    return link_tracklets(table, embeddings, settings, constraints=resolve_corrections(corrections, keys_of(table), table))
+    return link_tracklets(table, embeddings, settings, constraints=resolve_corrections(corrections, table))
 
 
 # Rows: cam_left:1, cam_left:2 (later), cam_right:1, cam_right:2 (later); no two overlap in a camera.
@@ -87,7 +77,7 @@ def test_no_threshold_breaks_a_correction(seed, threshold):
     camera = rng.integers(0, 3, count)
     first = rng.integers(0, 2000, count)
     table = make_table(["a", "b", "c"], list(zip(camera, first, first + rng.integers(5, 200, count))))
-    keys = keys_of(table)
+    keys = table.keys
     embeddings = unit(rng.normal(size=(count, 6)))
     overlapping = {(i, j) for i in range(count) for j in range(count)
                    if camera[i] == camera[j] and first[j] <= table.last_frame[i] and first[i] <= table.last_frame[j]}
@@ -101,7 +91,7 @@ def test_no_threshold_breaks_a_correction(seed, threshold):
                               different=tuple((keys[a], keys[b]) for a, b in different),
                               alone=tuple(keys[row] for row in alone))
     settings = LinkSettings(center_per_camera=False, distance_threshold=threshold)
-    result = link_tracklets(table, embeddings, settings, constraints=resolve_corrections(corrections, keys, table))
+    result = link_tracklets(table, embeddings, settings, constraints=resolve_corrections(corrections, table))
     assert all(same_person(result, a, b) for a, b in same)
     assert not any(same_person(result, a, b) for a, b in different)
     assert all((result.identity == result.identity[row]).sum() == 1 for row in alone)

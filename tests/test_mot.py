@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from cctrack.mot import read_mot_txt, write_mot_files, write_mot_txt
+from cctrack.table import TrackletTable
 from cctrack.tracklets import Tracklet
 
 
@@ -17,7 +18,8 @@ def tracklet(camera: str, track_id: int, frames: list[int], x0: float) -> Trackl
 
 def test_track_files_and_ground_truth_share_one_format_and_read_back(tmp_path):
     tracklets = [tracklet("cam_a", 7, [3, 4], 100.0), tracklet("cam_a", 2, [4], 5.5), tracklet("cam_b", 1, [0], 1.0)]
-    paths = write_mot_files(tmp_path, ["cam_a", "cam_b", "cam_empty"], tracklets, [70, 20, 10])
+    table = TrackletTable.from_tracklets(tracklets, ["cam_a", "cam_b", "cam_empty"], [10.0, 10.0, 10.0])
+    paths = write_mot_files(tmp_path, table, np.array([70, 20, 10]))
     lines = paths[0].read_text().splitlines()
     # Sorted by frame, then id; 1-based frames; each tracklet under the id it was given.
     assert lines == ["4,70,103.000,10.250,20.500,49.875,0.8765,-1,-1,-1",

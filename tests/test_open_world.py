@@ -15,7 +15,8 @@ import pytest
 
 from cctrack.embed import IMAGENET_BASELINE, embed_tracklets, load_embedder
 from cctrack.mot import read_mot_txt
-from cctrack.link import LinkSettings, TrackletTable, center_per_camera, link_tracklets, pair_log_odds, tracklet_seconds
+from cctrack.link import LinkSettings, center_per_camera, link_tracklets, pair_log_odds, tracklet_seconds
+from cctrack.table import TrackletTable
 from cctrack.link.layout import CameraLayout
 from reid.calibration import roc_auc
 from cctrack.sample import SAMPLE_CAMERAS, SAMPLE_FPS, derive_camera_ground_truth, ground_truth_tracklets
@@ -44,7 +45,7 @@ def link(tracklets, embedder, restart_clock: dict[str, int] | None = None):
     becomes frame 0 (to play two windows as if recorded at once)."""
     names = tuple(sorted({t.camera for t in tracklets}))
     shift = restart_clock or {}
-    table = TrackletTable(
+    table = TrackletTable.from_spans(
         camera_names=names,
         camera_fps=tuple(SAMPLE_FPS for _ in names),
         camera_index=[names.index(t.camera) for t in tracklets],
@@ -80,7 +81,7 @@ def test_no_link_on_the_whole_sample_joins_two_people(pets_gt, embedder):
 def pair_auc(tracklets, embedder) -> float:
     """ROC AUC of the default link log-odds over all cross-camera pairs (same person vs not)."""
     names = ("cam_left", "cam_right")
-    table = TrackletTable(names, (SAMPLE_FPS, SAMPLE_FPS), [names.index(t.camera) for t in tracklets],
+    table = TrackletTable.from_spans(names, (SAMPLE_FPS, SAMPLE_FPS), [names.index(t.camera) for t in tracklets],
                           [t.first_frame for t in tracklets], [t.last_frame for t in tracklets])
     embeddings = embed_tracklets([list(t.crops) for t in tracklets], embedder, show_progress=False).descriptors
     descriptors = center_per_camera(embeddings, table.camera_index)

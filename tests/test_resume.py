@@ -95,7 +95,7 @@ def never_stopped(short_sample, detector, tmp_path_factory) -> tuple[Path, list]
 
 
 def _track(cameras, detector, out_dir: Path, key: str = "k") -> list:
-    checkpoint = TrackingCheckpoint(out_dir, key, [c.name for c in cameras], CHECKPOINT_SECONDS,
+    checkpoint = TrackingCheckpoint(out_dir, key, cameras, CHECKPOINT_SECONDS,
                                     lambda tracklet: cache.write_crops(out_dir, tracklet))
     # Tracks lost for 0.3 s end, so that checkpoints also write ended tracklets and their crops.
     tracks = track_cameras(cameras, detector, TrackerSettings(lost_track_seconds=0.3), crops_per_tracklet=4, min_boxes=3,
@@ -154,15 +154,15 @@ def test_tracking_killed_and_resumed_equals_tracking_never_stopped(short_sample,
 def test_a_checkpoint_of_another_key_is_not_resumed(short_sample, detector, tmp_path, monkeypatch):
     cameras = discover_cameras(short_sample)
     monkeypatch.setattr(checkpoint_module.TrackingCheckpoint, "due", lambda self, seconds: True)
-    first = TrackingCheckpoint(tmp_path, "settings A", [c.name for c in cameras], 1.0, lambda t: cache.write_crops(tmp_path, t))
+    first = TrackingCheckpoint(tmp_path, "settings A", cameras, 1.0, lambda t: cache.write_crops(tmp_path, t))
     track_cameras(cameras, detector, TrackerSettings(), max_frames=6, show_progress=False, checkpoint=first)
     assert first.load() is not None
-    other = TrackingCheckpoint(tmp_path, "settings B", [c.name for c in cameras], 1.0, lambda t: None)
+    other = TrackingCheckpoint(tmp_path, "settings B", cameras, 1.0, lambda t: None)
     assert other.load() is None
     # A damaged checkpoint is said and skipped, never a crash or a half-restored state.
     state = json.loads((tmp_path / RESUME_FOLDER / STATE_NAME).read_text())
     (tmp_path / RESUME_FOLDER / state["state_file"]).write_bytes(b"not a zip")
-    assert TrackingCheckpoint(tmp_path, "settings A", [c.name for c in cameras], 1.0, lambda t: None).load() is None
+    assert TrackingCheckpoint(tmp_path, "settings A", cameras, 1.0, lambda t: None).load() is None
 
 
 # --- the command line, killed for real --------------------------------------------------------------------

@@ -44,11 +44,11 @@ from cctrack.link.cluster import Agglomeration
 from cctrack.link.corrections import LinkConstraints
 from cctrack.link.layout import CameraLayout
 from cctrack.link.settings import LINKAGES, LinkSettings
-from cctrack.link.table import TrackletTable
+from cctrack.table import TrackletTable
 
 __all__ = [
-    "CameraLayout", "LINKAGES", "Link", "LinkCalibration", "LinkConstraints", "LinkResult", "LinkSettings", "TrackletTable",
-    "candidate_pairs", "center_per_camera", "link_tracklets", "tracklet_seconds",
+    "CameraLayout", "LINKAGES", "Link", "LinkCalibration", "LinkConstraints", "LinkResult", "LinkSettings", "candidate_pairs",
+    "center_per_camera", "link_tracklets", "tracklet_seconds",
 ]
 
 
@@ -85,7 +85,8 @@ def link_tracklets(
     device: str | torch.device = "auto",
     constraints: LinkConstraints | None = None,
 ) -> LinkResult:
-    """Join tracklets (rows of `table`, embeddings (N, D) float32 L2-normalised) into global identities.
+    """Join tracklets (rows of `table`, of which linking reads the camera and first/last frame columns;
+    embeddings (N, D) float32 L2-normalised, e.g. table.descriptors) into global identities.
 
     calibration: how the embedder's similarities read as evidence; needed unless
     settings.distance_threshold is set. device: where the candidate pairs' similarity blocks run.

@@ -14,7 +14,7 @@ import torch
 from cctrack.device import resolve_device
 from cctrack.link.layout import CameraLayout
 from cctrack.link.settings import LinkSettings
-from cctrack.link.table import TrackletTable
+from cctrack.table import TrackletTable
 
 
 def tracklet_seconds(table: TrackletTable, layout: CameraLayout) -> tuple[np.ndarray, np.ndarray]:

@@ -7,7 +7,7 @@ from bisect import bisect_right, insort
 
 import numpy as np
 
-from cctrack.link.table import TrackletTable
+from cctrack.table import TrackletTable
 
 # Fields of a cluster pair's statistics list: sum and count of its candidate-pair distances, their min
 # and max, the closest pair (tracklet rows), whether cannot-link forbids the merge, linkage distance.

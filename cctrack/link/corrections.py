@@ -21,7 +21,7 @@ import numpy as np
 import yaml
 
 from cctrack.errors import CctrackError
-from cctrack.link.table import TrackletTable
+from cctrack.table import TrackletTable
 
 TrackletKey = tuple[str, int]  # (camera, track id)
 
@@ -105,9 +105,10 @@ def key_text(key: TrackletKey) -> str:
     return f"{key[0]}:{key[1]}"
 
 
-def resolve_corrections(corrections: Corrections, keys: list[TrackletKey], table: TrackletTable) -> LinkConstraints:
-    """Rows of the tracklets the corrections name (keys[row] is row's (camera, track id)), after checking
-    that every tracklet exists and that the corrections can all hold at once."""
+def resolve_corrections(corrections: Corrections, table: TrackletTable) -> LinkConstraints:
+    """Rows of the table's tracklets the corrections name, after checking that every tracklet exists and
+    that the corrections can all hold at once."""
+    keys = table.keys
     row_of = {key: row for row, key in enumerate(keys)}
 
     def row(key: TrackletKey, entry: str) -> int:

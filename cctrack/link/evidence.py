@@ -29,7 +29,7 @@ import numpy as np
 
 from reid.calibration import LinkCalibration, robust_centre_spread
 
-from cctrack.link.table import TrackletTable
+from cctrack.table import TrackletTable
 
 # Pseudo-count against a pattern of few matches: a pattern holding n matches speaks with about
 # n / (n + 3) of its full strength.

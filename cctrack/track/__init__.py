@@ -4,7 +4,9 @@
     tracker.py   Tracker: two-stage (high / low score) association of detections to Kalman tracks
     kalman.py    BoxKalman: the constant-velocity box filter (filterpy)
 
-What leaves this stage is a list of cctrack.tracklets.Tracklet per camera (CameraTracks).
+What leaves this stage is a list of cctrack.tracklets.Tracklet per camera (CameraTracks), with the crop
+pixels of those that ended after the last checkpoint; the pipeline writes those crops and turns the
+tracklets into the one cctrack.table.TrackletTable that every later stage reads.
 """
 
 from cctrack.track.cameras import CameraTracks, track_cameras

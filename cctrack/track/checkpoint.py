@@ -30,11 +30,12 @@ from typing import Iterator
 import numpy as np
 
 from cctrack import __version__
-from cctrack.cache import tracklet_arrays, tracklets_from_arrays
 from cctrack.errors import Interrupted
 from cctrack.files import atomic_path, write_json_atomic
+from cctrack.table import TrackletTable
 from cctrack.track.tracker import Tracker
 from cctrack.tracklets import Tracklet, TrackletCollector
+from cctrack.video import Camera
 
 RESUME_FOLDER = Path("cache") / "resume"
 STATE_NAME = "state.json"
@@ -85,11 +86,12 @@ def checkpoint_key(out_dir: Path) -> str:
 class TrackingCheckpoint:
     """Saves and loads the tracking stage's checkpoints in OUT_DIR/cache/resume."""
 
-    def __init__(self, out_dir: Path, key: str, camera_names: list[str], every_seconds: float, crop_writer) -> None:
+    def __init__(self, out_dir: Path, key: str, cameras: list[Camera], every_seconds: float, crop_writer) -> None:
         """crop_writer(tracklet) writes a tracklet's crops to their final place (cctrack.cache.write_crops)."""
         self.folder = Path(out_dir) / RESUME_FOLDER
         self.key = key
-        self.camera_names = list(camera_names)
+        self.camera_names = [camera.name for camera in cameras]
+        self.camera_fps = [camera.fps for camera in cameras]
         self.every_seconds = every_seconds
         self.write_crops = crop_writer
         self.number = 0
@@ -125,8 +127,9 @@ class TrackingCheckpoint:
         ended: list[list[Tracklet]] = [[] for _ in range(count)]
         for name in state["ended_files"]:
             with np.load(self.folder / name, allow_pickle=False) as data:
-                for tracklet in tracklets_from_arrays({key: data[key] for key in data.files}, self.camera_names, name):
-                    ended[self.camera_names.index(tracklet.camera)].append(tracklet)
+                table = TrackletTable.from_arrays(dict(data), self.camera_names, self.camera_fps, name)
+            for row in range(len(table)):
+                ended[table.camera_index[row]].append(table.tracklet(row))
         progress = [CameraProgress(int(c["processed"]), int(c["last_frame"]), bool(c["finished"])) for c in state["cameras"]]
         return SavedTracking(int(state["number"]), float(state["video_seconds"]), progress, trackers, collectors,
                              ended, list(state["ended_files"]))
@@ -143,7 +146,7 @@ class TrackingCheckpoint:
         if ended:
             ended_files.append(f"ended.{number}.npz")
             with atomic_path(self.folder / ended_files[-1]) as temporary:
-                np.savez(temporary, **tracklet_arrays(ended, self.camera_names))
+                np.savez(temporary, **TrackletTable.from_tracklets(ended, self.camera_names, self.camera_fps).arrays())
         arrays = {}
         for i, (tracker, collector) in enumerate(zip(trackers, collectors)):
             arrays.update({f"c{i}.tracker.{k}": v for k, v in tracker.state().items()})
