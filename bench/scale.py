@@ -3,7 +3,9 @@
 1. This machine: 4 cameras (the sample's two, and copies of both with every colour's hue rotated by 90
    degrees), the first --max-seconds of each. In-process with all cores (as `cctrack run` runs) against
    Ray with 2 single-threaded workers (a local 2-CPU instance, `--ray local`); frames/s of each and the
-   ratio. Both are fresh processes, as a user runs them, without videos.
+   ratio. Both are fresh processes, as a user runs them, without videos. Also Ray with the cameras cut
+   in --chunk-seconds chunks, and every run's per-camera IDF1 on the sample's ground truth: stitching
+   must not cost identity.
 2. Past this machine, on paper from measured parts:
    - the cost of one camera-hour on one worker: worker-seconds per camera-second of the Ray run (its
      wall time x workers / camera-seconds), so it includes each piece's model loading;
@@ -35,6 +37,7 @@ import numpy as np
 
 from bench.record import REPOSITORY, write_record
 from bench.stress import make_hue_rotated_copy
+from cctrack.evaluate import evaluate_run
 
 SAMPLE = REPOSITORY / "samples" / "pets09"
 CHUNK_SECONDS = 600.0  # the projection's chunk: 10 minutes of one camera
@@ -50,6 +53,18 @@ def four_cameras(folder: Path) -> Path:
         make_hue_rotated_copy(SAMPLE, rotated, camera, 90.0)
         (videos / f"{camera}_hue90.mp4").symlink_to(rotated / f"{camera}.mp4")
     return videos
+
+
+def four_camera_ground_truth(folder: Path) -> Path:
+    """The sample's ground truth for the 4 cameras (a hue-rotated copy has its original's)."""
+    from cctrack.sample import write_sample_ground_truth
+
+    written = write_sample_ground_truth(folder)
+    for camera in list(written):
+        copy = folder / f"{camera}_hue90" / "gt"
+        copy.mkdir(parents=True)
+        (copy / "gt.txt").write_bytes(written[camera].read_bytes())
+    return folder
 
 
 def timed_run(videos: Path, out: Path, max_seconds: float, extra: list[str], threads: int | None) -> float:
@@ -117,6 +132,7 @@ def link_seconds(tracklets: float) -> tuple[float, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-seconds", type=float, default=30.0, help="of each camera's video")
+    parser.add_argument("--chunk-seconds", type=float, default=10.0, help="the chunked Ray run's chunks")
     parser.add_argument("--out", type=Path, default=REPOSITORY / "bench" / "results" / "scale.json")
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
@@ -124,7 +140,12 @@ def main() -> None:
         frames = 4 * round(arguments.max_seconds * 10)  # the sample is 10 fps
         in_process = timed_run(videos, Path(scratch) / "in_process", arguments.max_seconds, [], threads=None)
         on_ray = timed_run(videos, Path(scratch) / "ray", arguments.max_seconds, ["--ray", "local"], threads=1)
+        chunked = timed_run(videos, Path(scratch) / "chunked", arguments.max_seconds,
+                            ["--ray", "local", "--chunk-seconds", str(arguments.chunk_seconds)], threads=1)
         tracklets = len(np.load(Path(scratch) / "ray" / "cache" / "tracklets.npz")["track_id"])
+        ground_truth = four_camera_ground_truth(Path(scratch) / "gt")
+        idf1 = {name: evaluate_run(ground_truth, Path(scratch) / name).per_camera
+                for name in ("in_process", "ray", "chunked")}
     overheads = task_overheads()
     camera_seconds = 4 * arguments.max_seconds
     worker_seconds_per_camera_second = on_ray * 2 / camera_seconds
@@ -145,7 +166,10 @@ def main() -> None:
             "in_process_seconds": in_process, "in_process_frames_per_second": frames / in_process,
             "ray_2_workers_seconds": on_ray, "ray_2_workers_frames_per_second": frames / on_ray,
             "ray_vs_in_process": in_process / on_ray,
+            f"ray_2_workers_chunks_of_{arguments.chunk_seconds:g}_s_seconds": chunked,
         },
+        "per_camera_idf1": {camera: {name: idf1[name][camera]["idf1"] for name in idf1} for camera in idf1["in_process"]},
+        "per_camera_idf1_note": "the sample's ground truth scores the hue-rotated copies too (same people, same frames)",
         "parts": {**overheads, "worker_seconds_per_camera_second": worker_seconds_per_camera_second,
                   "tracklets_per_camera_hour": tracklets_per_camera_hour},
         "projection_1000_camera_hours": {"chunk_seconds": CHUNK_SECONDS, "link_tracklets": hours * tracklets_per_camera_hour,
