@@ -26,6 +26,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -59,11 +60,8 @@ def four_camera_ground_truth(folder: Path) -> Path:
     """The sample's ground truth for the 4 cameras (a hue-rotated copy has its original's)."""
     from cctrack.sample import write_sample_ground_truth
 
-    written = write_sample_ground_truth(folder)
-    for camera in list(written):
-        copy = folder / f"{camera}_hue90" / "gt"
-        copy.mkdir(parents=True)
-        (copy / "gt.txt").write_bytes(written[camera].read_bytes())
+    for camera in write_sample_ground_truth(folder):
+        shutil.copytree(folder / camera, folder / f"{camera}_hue90")
     return folder
 
 
