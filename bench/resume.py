@@ -127,6 +127,7 @@ def main() -> None:
         "checkpoint_cost": full["median"] / statistics.median(rows["no_checkpoints"]) - 1,
         "resumed_result_equals_full_run": all(rows["same"]),
     }
+    record["load_average_at_end"] = os.getloadavg()  # other work on the machine slows every figure
     write_record(arguments.out, record)
     print(json.dumps({k: v for k, v in record.items() if k not in ("machine",)}, indent=1))
 

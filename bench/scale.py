@@ -173,6 +173,7 @@ def main() -> None:
         "projection_1000_camera_hours": {"chunk_seconds": CHUNK_SECONDS, "link_tracklets": hours * tracklets_per_camera_hour,
                                          "link_seconds": link, "link_source": link_source, "rows": projection},
     }
+    record["load_average_at_end"] = os.getloadavg()  # other work on the machine slows every figure
     write_record(arguments.out, record)
     print(json.dumps(record, indent=1))
 
