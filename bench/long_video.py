@@ -129,7 +129,7 @@ def main() -> None:
         print(f"{frame_count} frames: {row['wall_seconds']:.0f} s, peak RSS tracking {row['peak_rss_tracking_mb']:.0f} MB, "
               f"whole run {row['peak_rss_run_mb']:.0f} MB; cache+crops {row['cache_and_crops_mb']:.1f} MB, "
               f"videos {row['videos_mb']:.1f} MB", flush=True)
-    write_record(arguments.out, {"load_average_at_end": os.getloadavg(),"input": "samples/pets09/cam_left.mp4 ping-pong looped (320x576, 10 fps), one camera",
+    write_record(arguments.out, {"load_average_at_end": os.getloadavg(), "input": "samples/pets09/cam_left.mp4 ping-pong looped (320x576, 10 fps), one camera",
                                  "detector_image_size": arguments.imgsz, "lengths": rows})
 
 
