@@ -7,7 +7,9 @@
    ground truth, with the re-id descriptor in use and with the colour-histogram baseline, on the sample and
    on a stress copy whose cam_right has its hue rotated by 90 degrees (clothes change colour).
 
-    python -m bench.pipeline [--frames N] [--device auto] [--out bench/results/pipeline]
+Writes bench/results/pipeline.json (bench.record: command, machine, date); the runs go to --out.
+
+    python -m bench.pipeline [--frames N] [--device auto] [--out bench/results/pipeline] [--speed-only]
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ import argparse
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from bench.record import write_record
 from bench.stress import make_hue_rotated_copy
 from cctrack.config import load_config
 from cctrack.detect import bundled_weights_path
@@ -30,14 +34,13 @@ from cctrack.video import discover_cameras
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "samples" / "pets09"
 
 
-def ultralytics_track_fps(video_dir: Path, frames: int | None, image_size: int, device: str) -> tuple[float, int]:
-    """(frames per second, frames) of ultralytics' YOLO.track with ByteTrack over every camera video."""
+def ultralytics_track(video_dir: Path, frames: int | None, image_size: int, device: str) -> int:
+    """Frames that ultralytics' YOLO.track with ByteTrack processed over every camera video."""
     from ultralytics import YOLO
 
-    total_frames, total_seconds = 0, 0.0
+    total_frames = 0
     for camera in discover_cameras(video_dir):
         model = YOLO(str(bundled_weights_path()))  # a fresh model: trackers persist per model
-        start = time.perf_counter()
         stream = model.track(
             source=str(camera.path), tracker="bytetrack.yaml", imgsz=image_size, conf=0.1, classes=[0],
             device=device, half=device != "cpu", stream=True, verbose=False, persist=True,
@@ -47,24 +50,21 @@ def ultralytics_track_fps(video_dir: Path, frames: int | None, image_size: int, 
             count += 1
             if frames is not None and count >= frames:
                 break
-        total_seconds += time.perf_counter() - start
         total_frames += count
-    return total_frames / total_seconds, total_frames
+    return total_frames
 
 
-def cctrack_run(video_dir: Path, out_dir: Path, frames: int | None, device: str) -> tuple[float, int]:
-    """(frames per second, frames) of the whole `cctrack run` without video writing."""
+def cctrack_run(video_dir: Path, out_dir: Path, frames: int | None, device: str) -> int:
+    """Frames that the whole `cctrack run`, without video writing, processed."""
     overrides = [f"device={device}", "export.video=false"]
     if frames is not None:
         overrides.append(f"video.max_frames={frames}")
     config = load_config(None, overrides)
-    start = time.perf_counter()
     summary = run(video_dir, out_dir, config, show_progress=False)
-    seconds = time.perf_counter() - start
     cameras = json.loads((out_dir / "identities.json").read_text())["run"]["cameras"]
     processed = sum(camera["frames_processed"] for camera in cameras)
     print(f"  {summary.tracklets} tracklets, {summary.identities} identities ({summary.multi_camera_identities} in both cameras)")
-    return processed / seconds, processed
+    return processed
 
 
 def scores(gt_dir: Path, out_dir: Path) -> dict:
@@ -104,55 +104,60 @@ def scores_without_linking(gt_dir: Path, out_dir: Path, device: str) -> dict:
     return scores(gt_dir, out_dir)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=None, help="frames per camera (default: all 795)")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--out", type=Path, default=Path("bench/results/pipeline"))
-    args = parser.parse_args()
-    device = str(resolve_device(args.device))  # a name: for ultralytics, the config and the JSON
-    image_size = load_config(None).detector.image_size
-    args.out.mkdir(parents=True, exist_ok=True)
-    results: dict = {"device": device, "frames_per_camera": args.frames or "all", "image_size": image_size}
+def rates(work: Callable[[], int]) -> dict:
+    """Frames per wall second and per CPU second of this process of `work()`, which returns the frames it
+    processed; CPU seconds too because the machine may be shared (neither side starts processes)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    frames = work()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return {"frames": frames, "fps": frames / wall, "frames_per_cpu_second": frames / cpu,
+            "wall_seconds": wall, "cpu_seconds": cpu}
 
-    with tempfile.TemporaryDirectory() as scratch:
-        scratch = Path(scratch)
-        gt_dir = scratch / "gt"
-        write_sample_ground_truth(gt_dir)
-        stress_dir = make_hue_rotated_copy(SAMPLE_DIR, scratch / "stress")
 
-        print("ultralytics model.track (bytetrack.yaml) ...")
-        ultra_fps, ultra_frames = ultralytics_track_fps(SAMPLE_DIR, args.frames, image_size, device)
-        print("cctrack run ...")
-        ours_fps, ours_frames = cctrack_run(SAMPLE_DIR, args.out / "sample", args.frames, device)
-        results["speed"] = {
-            "cctrack_run_fps": ours_fps,
-            "ultralytics_track_fps": ultra_fps,
-            "ratio_cctrack_over_ultralytics": ours_fps / ultra_fps,
-            "frames": {"cctrack": ours_frames, "ultralytics": ultra_frames},
+def speed(video_dir: Path, out_dir: Path, frames: int | None, image_size: int, device: str) -> dict:
+    """One run each, model loading included (the detector dominates and a run takes minutes): ultralytics
+    first, then cctrack."""
+    print("ultralytics model.track (bytetrack.yaml) ...")
+    ultralytics = rates(lambda: ultralytics_track(video_dir, frames, image_size, device))
+    print("cctrack run ...")
+    ours = rates(lambda: cctrack_run(video_dir, out_dir, frames, device))
+    return {
+        "cctrack_run": ours,
+        "ultralytics_track": ultralytics,
+        "ratio_cctrack_over_ultralytics": {key: ours[key] / ultralytics[key] for key in ("fps", "frames_per_cpu_second")},
+    }
+
+
+def accuracy(out: Path, frames: int | None, device: str, scratch: Path) -> dict:
+    """Scores of the sample run in `out/sample` and of a new run on its hue-rotated copy."""
+    gt_dir = scratch / "gt"
+    write_sample_ground_truth(gt_dir)
+    stress_dir = make_hue_rotated_copy(SAMPLE_DIR, scratch / "stress")
+    scored = {}
+    for name, video_dir in [("sample", SAMPLE_DIR), ("hue_rotated_cam_right", stress_dir)]:
+        out_dir = out / name
+        if name != "sample":
+            print(f"cctrack run on {name} ...")
+            cctrack_run(video_dir, out_dir, frames, device)
+        reid_model = json.loads((out_dir / "identities.json").read_text())["run"]["models"]["reid"]["description"]
+        scored[name] = {
+            "no_linking": scores_without_linking(gt_dir, out_dir, device),
+            "reid": {"model": reid_model, **descriptor_scores(gt_dir, out_dir, "reid", device)},
+            "colour_histogram": descriptor_scores(gt_dir, out_dir, "colour_histogram", device),
         }
-        accuracy = {}
-        for name, video_dir in [("sample", SAMPLE_DIR), ("hue_rotated_cam_right", stress_dir)]:
-            out_dir = args.out / name
-            if name != "sample":
-                print(f"cctrack run on {name} ...")
-                cctrack_run(video_dir, out_dir, args.frames, device)
-            reid_model = json.loads((out_dir / "identities.json").read_text())["run"]["models"]["reid"]["description"]
-            accuracy[name] = {
-                "no_linking": scores_without_linking(gt_dir, out_dir, device),
-                "reid": {"model": reid_model, **descriptor_scores(gt_dir, out_dir, "reid", device)},
-                "colour_histogram": descriptor_scores(gt_dir, out_dir, "colour_histogram", device),
-            }
-            relink_with(out_dir, "reid", device)  # leave the folder as the default run made it
-        results["accuracy"] = accuracy
+        relink_with(out_dir, "reid", device)  # leave the folder as the default run made it
+    return scored
 
-    print()
+
+def print_results(results: dict) -> None:
     speed = results["speed"]
-    print(f"device {device}, image size {image_size}, frames per camera: {results['frames_per_camera']}")
-    print(f"{'':34s}{'frames/s':>10s}")
-    print(f"{'cctrack run (no video)':34s}{speed['cctrack_run_fps']:10.2f}")
-    print(f"{'ultralytics track + ByteTrack':34s}{speed['ultralytics_track_fps']:10.2f}")
-    print(f"{'ratio cctrack / ultralytics':34s}{speed['ratio_cctrack_over_ultralytics']:10.2f}")
+    print(f"device {results['device']}, image size {results['image_size']}, frames per camera: {results['frames_per_camera']}")
+    print(f"{'':34s}{'frames/s':>10s}{'frames/CPU-s':>14s}")
+    for label, key in [("cctrack run (no video)", "cctrack_run"), ("ultralytics track + ByteTrack", "ultralytics_track"),
+                       ("ratio cctrack / ultralytics", "ratio_cctrack_over_ultralytics")]:
+        print(f"{label:34s}{speed[key]['fps']:10.2f}{speed[key]['frames_per_cpu_second']:14.2f}")
+    if "accuracy" not in results:
+        return
     print()
     print("multi-camera IDF1 (default link threshold; in brackets the best over a threshold grid, an oracle)")
     print(f"{'':26s}{'no linking':>12s}{'re-id':>18s}{'colour histogram':>22s}")
@@ -163,8 +168,29 @@ def main() -> None:
             f"{reid['multi_camera_idf1']:10.3f} ({reid['best_multi_camera_idf1']:.3f})"
             f"{colour['multi_camera_idf1']:14.3f} ({colour['best_multi_camera_idf1']:.3f})"
         )
-    (args.out / "pipeline.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwritten {args.out / 'pipeline.json'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=None, help="frames per camera (default: all 795)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/pipeline"), help="folder for the runs")
+    parser.add_argument("--json", type=Path, default=Path("bench/results/pipeline.json"))
+    parser.add_argument("--speed-only", action="store_true", help="skip part 2 (accuracy: bench.linking covers it)")
+    args = parser.parse_args()
+    device = str(resolve_device(args.device))  # a name: for ultralytics, the config and the JSON
+    image_size = load_config(None).detector.image_size
+    args.out.mkdir(parents=True, exist_ok=True)
+    results: dict = {"device": device, "frames_per_camera": args.frames or "all", "image_size": image_size,
+                     "timing": "one run each, model loading included, ultralytics first; cctrack without video "
+                               "writing; fps per wall second and per CPU second of this process"}
+    results["speed"] = speed(SAMPLE_DIR, args.out / "sample", args.frames, image_size, device)
+    if not args.speed_only:
+        with tempfile.TemporaryDirectory() as scratch:
+            results["accuracy"] = accuracy(args.out, args.frames, device, Path(scratch))
+    print()
+    print_results(results)
+    write_record(args.json, results, device)
 
 
 if __name__ == "__main__":
