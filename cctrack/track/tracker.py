@@ -28,7 +28,9 @@ from cctrack.track.kalman import BoxKalman
 @dataclass(frozen=True)
 class TrackerSettings:
     """How detections become tracks. Defaults suit pedestrians at 10 fps (PETS09-S2L1-like footage) with
-    the bundled yolo11n detector; chosen on a plateau of bench/tracker.py, not at a peak."""
+    the bundled yolo11n detector. They were chosen on the bundled sample and its ground truth, so
+    bench/tracker.py reports them as such, and compares the trackers fairly on a held-out camera and at
+    bytetrack.yaml's values (where ours scores the same as these defaults)."""
 
     # Detector score (0-1) at or above which a detection is "high": it can match any track and start one.
     high_score: float = 0.5
@@ -45,7 +47,7 @@ class TrackerSettings:
     tentative_match_iou: float = 0.3
     # Multiply IoU by the detection score in stages 1 and 3, so that a confident box wins a close call.
     # Off by default: at 10 fps the predicted box is further off than at ByteTrack's 30 fps, true IoUs are
-    # lower, and the product with a middling score pushes them under match_iou (bench/tracker.py: IDF1 -1..8).
+    # lower, and the product with a middling score pushes them under match_iou.
     fuse_score: bool = False
     # Consecutive frames with a matched detection before a track is confirmed and reported (>= 1).
     min_hits: int = 2
