@@ -4,6 +4,9 @@ stitched without losing identity quality, a dead worker's piece retried, bad inp
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +21,7 @@ from cctrack.mot import read_mot_txt
 from cctrack.pipeline import run
 from cctrack.sample import write_sample_ground_truth
 from cctrack.video import discover_cameras
-from tests.conftest import good_and_truncated_cameras, read_sample_frames, shared_pets_gt_path, write_video
+from tests.conftest import REPO_ROOT, good_and_truncated_cameras, read_sample_frames, shared_pets_gt_path, write_video
 
 ray = pytest.importorskip("ray", reason="the Ray path needs `pip install -e .[ray]` (in the test extras)")
 
@@ -161,3 +164,19 @@ def test_chunks_stitched_keep_per_camera_idf1_within_one_point(tmp_path):
             gt = read_mot_txt(ground_truth[camera.name])
             scores.append(evaluate_camera(gt[gt[:, 0] <= frames], rows)["idf1"])
         assert scores[1] >= scores[0] - 0.01, f"{camera.name}: IDF1 unchunked {scores[0]:.3f}, chunked {scores[1]:.3f}"
+
+
+def test_without_ray_nothing_of_ray_is_imported(short_sample, tmp_path):
+    """A plain run (CLI, pipeline, every stage) in a fresh interpreter never imports Ray."""
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from cctrack.cli import app\n"
+        f"result = CliRunner().invoke(app, ['run', {str(short_sample)!r}, '--out', {str(tmp_path / 'out')!r}, '--max-frames', '4',"
+        " '--no-video', '--quiet', '--imgsz', '320'])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "assert not [name for name in sys.modules if name == 'ray' or name.startswith('ray.')], 'ray was imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
