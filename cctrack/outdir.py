@@ -134,16 +134,23 @@ def claim_for_run(out_dir: Path, cameras: list[Camera], overwrite: bool, keep: t
     write_json_atomic(out_dir / INPUTS_RECORD, {"inputs": current, "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 
 
-# Disk a run writes per camera-hour of footage processed (bench/long_video.py, see the README): the cache and
-# crops grow with the people seen, the annotated videos with the pixels.
-CACHE_BYTES_PER_CAMERA_HOUR = 40e6
-VIDEO_BYTES_PER_CAMERA_HOUR = 650e6
+# Disk a run writes (bench/long_video.py, the sample looped to 10k frames, see the README): the cache and
+# crops grow with the people seen, about 45 MB per camera-hour of a busy pedestrian scene; the annotated
+# videos (mp4v) with the pixels, about 0.22 bytes per pixel per second of footage (150 MB per hour of
+# the 320 x 576 sample, 1.6 GB per hour of 1080p).
+CACHE_BYTES_PER_CAMERA_SECOND = 45e6 / 3600
+VIDEO_BYTES_PER_PIXEL_SECOND = 0.22
 
 
-def space_warning(out_dir: Path, camera_seconds: float, with_videos: bool) -> str | None:
-    """A warning line when out_dir's disk has less free space than a run over `camera_seconds` of footage
-    (summed over cameras) is likely to need, else None. An estimate: busy scenes need more."""
-    needed = camera_seconds / 3600 * (CACHE_BYTES_PER_CAMERA_HOUR + (VIDEO_BYTES_PER_CAMERA_HOUR if with_videos else 0))
+def space_warning(out_dir: Path, cameras: list[Camera], seconds: list[float], with_videos: bool) -> str | None:
+    """A warning line when out_dir's disk has less free space than a run over `seconds` of each camera
+    is likely to need, else None. An estimate: busier scenes need more."""
+    needed = sum(
+        camera_seconds * (CACHE_BYTES_PER_CAMERA_SECOND + (VIDEO_BYTES_PER_PIXEL_SECOND * camera.width * camera.height if with_videos else 0))
+        for camera, camera_seconds in zip(cameras, seconds)
+    )
+    if with_videos and len(cameras) > 1:  # the mosaic holds every camera's pixels again
+        needed += sum(VIDEO_BYTES_PER_PIXEL_SECOND * c.width * c.height for c in cameras) * max(seconds)
     free = shutil.disk_usage(out_dir).free
     if free >= needed:
         return None

@@ -114,8 +114,8 @@ def run(video_dir: Path, out_dir: Path, config: RunConfig, show_progress: bool =
         key = tracking_key({"inputs": inputs_fingerprint(cameras), "settings": _tracking_settings(config),
                             "detector_sha256": detector_sha256, "device": str(device)})
         claim_for_run(out_dir, cameras, overwrite, keep=_continuable(out_dir, key))
-        footage = sum(frames_available(c, config.video.max_frames, config.video.max_seconds) / c.fps for c in cameras)
-        warning = space_warning(out_dir, footage, config.export.video)
+        seconds = [frames_available(c, config.video.max_frames, config.video.max_seconds) / c.fps for c in cameras]
+        warning = space_warning(out_dir, cameras, seconds, config.export.video)
         if warning:
             print(warning, file=sys.stderr, flush=True)
         record, table = _tracklets_of_run(video_dir, out_dir, cameras, config, detector, detector_sha256, key, show_progress,

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from cctrack import cache, outdir
 from cctrack.cli import app
 from cctrack.outdir import LOCK_NAME
+from cctrack.video import Camera
 from tests.conftest import read_sample_frames, write_video
 
 runner = CliRunner()
@@ -155,8 +156,14 @@ def test_a_run_warns_when_the_disk_is_likely_too_small(two_footages, tmp_path, m
     assert result.exit_code == 0, result.output
     warning = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert len(warning) == 1 and "MB free; this run may need about" in warning[0]
-    assert outdir.space_warning(tmp_path, 3600, with_videos=True).endswith("a rerun resumes")
-    assert "(--no-video writes far less)" in outdir.space_warning(tmp_path, 3600, with_videos=True)
+    hour = [3600.0, 3600.0]
+    cameras = [Camera(f"cam{i}", tmp_path / f"cam{i}.mp4", 25.0, 90000, 1920, 1080) for i in range(2)]
+    assert outdir.space_warning(tmp_path, cameras, hour, with_videos=True).endswith("a rerun resumes")
+    assert "(--no-video writes far less)" in outdir.space_warning(tmp_path, cameras, hour, with_videos=True)
+    # An hour of two 1080p cameras: their videos and the mosaic are most of it; without videos, the cache.
+    free["bytes"] = 5 * 10**9  # the videos need about 6.7 GB, the cache 90 MB
+    assert outdir.space_warning(tmp_path, cameras, hour, with_videos=True) is not None
+    assert outdir.space_warning(tmp_path, cameras, hour, with_videos=False) is None
 
 
 def shutil_usage(free: int):
