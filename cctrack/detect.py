@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from cctrack.detections import Detections
+from cctrack.detector_runtime import (RUNTIMES, ExportKey, default_batch_size, exported_model, first_line,
+                                      keeping_torch_threads, network_input_shape, resolve_runtime, run_openvino_in_full_precision)
 from cctrack.device import resolve_device
 from cctrack.errors import CctrackError
+from cctrack.files import sha256_of
 
 os.environ.setdefault("YOLO_VERBOSE", "False")
 os.environ.setdefault("YOLO_OFFLINE", "True")
@@ -42,8 +46,14 @@ class DetectorSettings:
     image_size: int = 960
     min_score: float = 0.1  # keep low-score boxes: the tracker's second association stage uses them
     nms_iou: float = 0.7
-    batch_size: int = 8  # frames per network call, across cameras
-    half: bool | None = None  # fp16; None = on when the device is a GPU
+    # Frames per network call, across cameras; None = the device's measured default (cctrack.detector_runtime).
+    batch_size: int | None = None
+    # Reduced precision: fp16 on a GPU; with runtime openvino on a CPU, OpenVINO's bf16 where the CPU has it
+    # (faster, but it changes tracks: README, Detector runtime). None = on when the device is a GPU.
+    half: bool | None = None
+    # The engine: auto = the fastest measured on the device (cctrack.detector_runtime), or torch, onnx (ONNX
+    # Runtime), openvino; the last two run an export of the same weights, made once and cached beside them.
+    runtime: str = "auto"
 
     def __post_init__(self) -> None:
         if self.image_size < 32 or self.image_size % 32:
@@ -52,17 +62,19 @@ class DetectorSettings:
             raise ValueError(f"detector.min_score must be in [0, 1), got {self.min_score}")
         if not 0.0 < self.nms_iou <= 1.0:
             raise ValueError(f"detector.nms_iou must be in (0, 1], got {self.nms_iou}")
-        if self.batch_size < 1:
-            raise ValueError(f"detector.batch_size must be >= 1, got {self.batch_size}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"detector.batch_size must be >= 1 or null, got {self.batch_size}")
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"detector.runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
 
 
 class PersonDetector:
-    """Finds people in batches of frames (any mix of cameras and sizes), on `device` (see cctrack.device)."""
+    """Finds people in batches of frames (any mix of cameras and sizes), on `device` (see cctrack.device),
+    with the runtime `settings.runtime` names. `settings` holds the resolved runtime and batch size."""
 
     def __init__(self, settings: DetectorSettings = DetectorSettings(), device: str | torch.device = "auto"):
         from ultralytics import YOLO
 
-        self.settings = settings
         self.weights_path = Path(settings.weights) if settings.weights else bundled_weights_path()
         if not self.weights_path.is_file():
             raise CctrackError(f"detector weights not found: {self.weights_path}")
@@ -76,24 +88,59 @@ class PersonDetector:
             raise CctrackError(f"detector {self.weights_path.name} has no 'person' class (classes: {list(names.values())[:5]}...)")
         self.person_class = person[0]
         self.device = resolve_device(device)
+        self.runtime = resolve_runtime(settings.runtime, self.device)
+        self.settings = replace(settings, runtime=self.runtime, batch_size=settings.batch_size or default_batch_size(self.device))
         self.half = self.device.type == "cuda" if settings.half is None else settings.half
+        self._stride = int(max(self.model.model.stride))
+        self._weights_sha256 = sha256_of(self.weights_path) if self.runtime != "torch" else ""
+        self._exported: dict[tuple[int, int], Any] = {}  # network input (height, width) -> loaded export
 
     def detect(self, frames: list[np.ndarray]) -> list[Detections]:
         """One `Detections` per BGR frame, in order."""
         detections: list[Detections] = []
         size = self.settings.batch_size
-        for start in range(0, len(frames), size):
-            results = self.model.predict(
-                frames[start : start + size],
-                imgsz=self.settings.image_size,
-                conf=self.settings.min_score,
-                iou=self.settings.nms_iou,
-                classes=[self.person_class],
-                device=str(self.device),
-                half=self.half,
-                verbose=False,
-            )
-            for result in results:
-                boxes = result.boxes
-                detections.append(Detections(boxes.xyxy.cpu().numpy(), boxes.conf.cpu().numpy()))
+        with keeping_torch_threads():
+            for start in range(0, len(frames), size):
+                batch = frames[start : start + size]
+                network, image_size = self._network_for(batch)
+                results = network.predict(
+                    batch,
+                    imgsz=image_size,
+                    conf=self.settings.min_score,
+                    iou=self.settings.nms_iou,
+                    classes=[self.person_class],
+                    device=str(self.device),
+                    half=self.half and self.runtime == "torch",
+                    verbose=False,
+                )
+                for result in results:
+                    boxes = result.boxes
+                    detections.append(Detections(boxes.xyxy.cpu().numpy(), boxes.conf.cpu().numpy()))
         return detections
+
+    def _network_for(self, batch: list[np.ndarray]) -> tuple[Any, int | tuple[int, int]]:
+        """The model that runs this batch and the image size to give it. An export has one fixed input shape,
+        the one ultralytics letterboxes this batch to for the .pt model, so both see the same pixels."""
+        if self.runtime == "torch":
+            return self.model, self.settings.image_size
+        shape = network_input_shape({frame.shape[:2] for frame in batch}, self.settings.image_size, self._stride)
+        if shape not in self._exported:
+            self._exported[shape] = self._load_export(shape)
+        return self._exported[shape], shape
+
+    def _load_export(self, shape: tuple[int, int]) -> Any:
+        from ultralytics import YOLO
+
+        key = ExportKey(self._weights_sha256, self.runtime, shape[0], shape[1], self.settings.batch_size)
+        path = exported_model(self.weights_path, key)
+        try:
+            network = YOLO(str(path), task=self.model.task)
+            # ultralytics opens the runtime at the first call: open it here, so a bad export fails as loading.
+            network.predict(np.zeros((*shape, 3), np.uint8), imgsz=shape, device="cpu", verbose=False)
+            if self.runtime == "openvino" and not self.half:
+                run_openvino_in_full_precision(network, path)
+        except CctrackError:
+            raise
+        except Exception as error:  # the runtimes raise many types; the user needs one line
+            raise CctrackError(f"cannot load the exported detector {path}: {first_line(error)} (delete it to export again)") from None
+        return network

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from cctrack.detect import DetectorSettings, PersonDetector, bundled_weights_path
 from cctrack.errors import CctrackError
@@ -15,9 +16,10 @@ def _iou(box, boxes):
     return inter / (area(box) + area(boxes) - inter)
 
 
-@pytest.fixture(scope="module")
-def detector():
-    return PersonDetector(DetectorSettings())
+@pytest.fixture(scope="module", params=["torch", "auto"])
+def detector(request):
+    """PyTorch, and the default runtime (on this CPU an export of the same weights, see detector_runtime)."""
+    return PersonDetector(DetectorSettings(runtime=request.param))
 
 
 def test_bundled_weights_are_found_offline():
@@ -57,3 +59,18 @@ def test_corrupt_weights_are_a_clear_error(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(CctrackError, match="cannot load detector weights"):
         PersonDetector(DetectorSettings(weights=str(bad)))
+
+
+@pytest.mark.parametrize("runtime", ["torch", "auto"])
+def test_detecting_leaves_torchs_thread_count_as_it_was(runtime):
+    """ultralytics sets torch's threads to cores - 1 when it first predicts; the embedder runs after the detector."""
+    from ultralytics.utils import NUM_THREADS
+
+    original = torch.get_num_threads()
+    wanted = 3 if NUM_THREADS != 3 else 2
+    torch.set_num_threads(wanted)
+    try:
+        PersonDetector(DetectorSettings(image_size=320, runtime=runtime), "cpu").detect(read_sample_frames("cam_left", 1))
+        assert torch.get_num_threads() == wanted
+    finally:
+        torch.set_num_threads(original)
