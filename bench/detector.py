@@ -13,13 +13,14 @@ Time: a warm-up on the first batches (which also makes a missing export, untimed
 which every configuration makes one timed pass over all frames (bench.record.timed); ms per frame, median
 with min-max. Scoring: detections at score >= 0.5
 (the tracker's first stage) matched one-to-one to the ground truth at IoU >= 0.5 (lap assignment).
-The CPU defaults in cctrack.detector_runtime come from this table: `auto` is the fastest full-precision
+Each footage also records what `detector.image_size: auto` chooses for it (cctrack.detector_size), to read
+against the recall and time of each --sizes row. The CPU defaults in cctrack.detector_runtime come from this table: `auto` is the fastest full-precision
 runtime whose recall is within 0.5 pt of PyTorch's on every footage and batch, at its faster batch size, by
 each row's fastest pass (see choose_defaults); reduced precision is measured, not chosen: it changes tracks
 (README, Detector runtime).
 
     python -m bench.detector [--every 10] [--repeats 5] [--runtimes torch onnx openvino openvino:half] [--batches 1 8]
-                             [--sizes 960] [--full-video /usr/share/doc/opencv-doc/examples/data/vtest.avi]
+                             [--sizes 960 [640 1280]] [--full-video /usr/share/doc/opencv-doc/examples/data/vtest.avi]
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.record import REPOSITORY, timed, write_record
-from cctrack.config import load_config
 from cctrack.detect import DetectorSettings, PersonDetector
 from cctrack.detections import Detections
+from cctrack.detector_size import choose_image_size
 from cctrack.sample import SAMPLE_CAMERAS, SOURCE_WIDTH, VirtualCamera, default_pets_gt_path, derive_camera_ground_truth
 from cctrack.track.tracker import assign, iou_matrix
 from cctrack.video import Camera, discover_cameras, open_video, read_frames
@@ -56,6 +57,7 @@ class Footage:
     name: str
     frames: list[np.ndarray]  # BGR
     truths: list[np.ndarray]  # per frame, (K, 4) xyxy px ground-truth boxes
+    cameras: list[Camera]
 
     @property
     def frame_size(self) -> str:
@@ -73,7 +75,14 @@ def read_footage(name: str, cameras: list[tuple[Camera, VirtualCamera]], every: 
             rows = camera_gt[camera_gt[:, 0] == index + 1]  # GT frames are 1-based
             frames.append(frame)
             truths.append(np.c_[rows[:, 2:4], rows[:, 2:4] + rows[:, 4:6]])
-    return Footage(name, frames, truths)
+    return Footage(name, frames, truths, [camera for camera, _ in cameras])
+
+
+def auto_image_size(footage: Footage) -> dict:
+    """What `detector.image_size: auto` chooses for this footage's cameras (cctrack.detector_size), as a run would."""
+    detector = PersonDetector(DetectorSettings(runtime="torch"), "cpu")
+    choice = choose_image_size(footage.cameras, detector.count_people)
+    return {"image_size": choice.image_size, "people_found": choice.people_found}
 
 
 def score(detections: list[Detections], truths: list[np.ndarray]) -> dict:
@@ -159,7 +168,7 @@ def main() -> None:
     parser.add_argument("--runtimes", nargs="+", default=["torch", "onnx", "openvino", "openvino:half"],
                         help="RUNTIME or RUNTIME:half (reduced precision)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[load_config(None).detector.image_size])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[960], help="input sizes (the first one chooses the runtime)")
     parser.add_argument("--full-video", type=Path, default=FULL_VIDEO, help="the 768x576 PETS09-S2L1 view (vtest.avi)")
     parser.add_argument("--out", type=Path, default=REPOSITORY / "bench" / "results" / "detector.json")
     args = parser.parse_args()
@@ -179,9 +188,14 @@ def main() -> None:
         time = row["ms_per_frame"]
         print(f"{row['footage']:>8s}{row['image_size']:6d}{run.variant:>14s}{row['batch_size']:6d}{row['recall']:8.3f}"
               f"{row['precision']:10.3f}{time['median']:10.1f} ({time['min']:.1f}-{time['max']:.1f})")
-    choice = choose_defaults(rows, args.sizes[0])
-    print(f"CPU default: {choice['cpu_runtime']} at batch {choice['cpu_batch_size']} "
-          f"(runtimes within {100 * RECALL_TOLERANCE:.1f} pt of PyTorch's recall: {', '.join(choice['eligible_runtimes'])})")
+    choice = None
+    if any(row["runtime"] == "torch" for row in rows):  # runtimes are judged against PyTorch
+        choice = choose_defaults(rows, args.sizes[0])
+        print(f"CPU default: {choice['cpu_runtime']} at batch {choice['cpu_batch_size']} "
+              f"(runtimes within {100 * RECALL_TOLERANCE:.1f} pt of PyTorch's recall: {', '.join(choice['eligible_runtimes'])})")
+    auto_sizes = {footage.name: auto_image_size(footage) for footage in footages}
+    for name, auto in auto_sizes.items():
+        print(f"detector.image_size auto on {name}: {auto['image_size']} (confident people per size: {auto['people_found']})")
     write_record(args.out, {
         "setup": f"every {args.every}-th frame; {args.repeats} timed passes after a warm-up, configurations taken in turn "
                  "each round, ms per frame median (min-max); "
@@ -192,6 +206,7 @@ def main() -> None:
         "versions": runtime_versions(),
         "rows": rows,
         "cpu_default": choice,
+        "auto_image_size": auto_sizes,
     })
 
 

@@ -2,7 +2,10 @@
 
 1. Speed: frames per second of `cctrack run` (detection, tracking, crops, embedding, linking; no video
    writing) against ultralytics' own `model.track(..., tracker="bytetrack.yaml")` on the same videos, same
-   weights, same inference size, same device, measured in this run.
+   weights, same inference size (what `detector.image_size: auto` chooses for the sample), same device,
+   measured in this run: on the sample's 2 cameras, and on 4 (the sample and hue-rotated copies of both,
+   where batching across cameras can show), --repeats rounds each. Then where cctrack's wall time goes
+   (bench.profile_split: decode, detect, track, crop, embed, link, write, load).
 2. Accuracy: multi-camera IDF1 (and per-camera MOTA / IDF1) of the default run against the sample's
    ground truth, with the re-id descriptor in use and with the colour-histogram baseline, on the sample and
    on a stress copy whose cam_right has its hue rotated by 90 degrees (clothes change colour).
@@ -10,21 +13,28 @@
 Writes bench/results/pipeline.json (bench.record: command, machine, date); the runs go to --out.
 
     python -m bench.pipeline [--frames N] [--device auto] [--out bench/results/pipeline] [--speed-only]
+                             [--repeats 3] [--cameras 2 4]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.profile_split import format_split, profile_split
 from bench.record import write_record
+from bench.scale import four_cameras
 from bench.stress import make_hue_rotated_copy
 from cctrack.config import load_config
-from cctrack.detect import bundled_weights_path
+from cctrack.detect import DetectorSettings, PersonDetector, bundled_weights_path
+from cctrack.detector_size import choose_image_size
 from cctrack.device import resolve_device
 from cctrack.evaluate import evaluate_run
 from cctrack.pipeline import relink, run
@@ -114,18 +124,31 @@ def rates(work: Callable[[], int]) -> dict:
             "wall_seconds": wall, "cpu_seconds": cpu}
 
 
-def speed(video_dir: Path, out_dir: Path, frames: int | None, image_size: int, device: str) -> dict:
-    """One run each, model loading included (the detector dominates and a run takes minutes): ultralytics
-    first, then cctrack."""
-    print("ultralytics model.track (bytetrack.yaml) ...")
-    ultralytics = rates(lambda: ultralytics_track(video_dir, frames, image_size, device))
-    print("cctrack run ...")
-    ours = rates(lambda: cctrack_run(video_dir, out_dir, frames, device))
-    return {
-        "cctrack_run": ours,
-        "ultralytics_track": ultralytics,
-        "ratio_cctrack_over_ultralytics": {key: ours[key] / ultralytics[key] for key in ("fps", "frames_per_cpu_second")},
-    }
+def speed(video_dir: Path, out_dir: Path, frames: int | None, image_size: int, device: str, repeats: int) -> dict:
+    """`repeats` rounds of one run each, model loading included (the detector dominates and a run takes
+    minutes), ultralytics first in each round; the median of each side and of the per-round ratios."""
+    rounds = []
+    for number in range(repeats):
+        print(f"round {number + 1}/{repeats}: ultralytics model.track (bytetrack.yaml) ...", flush=True)
+        ultralytics = rates(lambda: ultralytics_track(video_dir, frames, image_size, device))
+        print(f"round {number + 1}/{repeats}: cctrack run ...", flush=True)
+        shutil.rmtree(out_dir, ignore_errors=True)  # a fresh run each round, not a resumed one
+        ours = rates(lambda: cctrack_run(video_dir, out_dir, frames, device))
+        rounds.append({"cctrack_run": ours, "ultralytics_track": ultralytics,
+                       "ratio_cctrack_over_ultralytics": {key: ours[key] / ultralytics[key] for key in ("fps", "frames_per_cpu_second")},
+                       "load_average_1min": round(os.getloadavg()[0], 2)})
+
+    def median(side: str, key: str) -> float:
+        return statistics.median(entry[side][key] for entry in rounds)
+
+    summary = {side: {key: median(side, key) for key in ("fps", "frames_per_cpu_second")} | {"frames": rounds[0][side]["frames"]}
+               for side in ("cctrack_run", "ultralytics_track")}
+    summary["ratio_cctrack_over_ultralytics"] = {
+        key: {"median": median("ratio_cctrack_over_ultralytics", key),
+              "min": min(entry["ratio_cctrack_over_ultralytics"][key] for entry in rounds),
+              "max": max(entry["ratio_cctrack_over_ultralytics"][key] for entry in rounds)}
+        for key in ("fps", "frames_per_cpu_second")}
+    return {**summary, "rounds": rounds}
 
 
 def accuracy(out: Path, frames: int | None, device: str, scratch: Path) -> dict:
@@ -150,12 +173,17 @@ def accuracy(out: Path, frames: int | None, device: str, scratch: Path) -> dict:
 
 
 def print_results(results: dict) -> None:
-    speed = results["speed"]
     print(f"device {results['device']}, image size {results['image_size']}, frames per camera: {results['frames_per_camera']}")
-    print(f"{'':34s}{'frames/s':>10s}{'frames/CPU-s':>14s}")
-    for label, key in [("cctrack run (no video)", "cctrack_run"), ("ultralytics track + ByteTrack", "ultralytics_track"),
-                       ("ratio cctrack / ultralytics", "ratio_cctrack_over_ultralytics")]:
-        print(f"{label:34s}{speed[key]['fps']:10.2f}{speed[key]['frames_per_cpu_second']:14.2f}")
+    for cameras, speed in results["speed"].items():
+        print(f"{cameras}: median of {len(speed['rounds'])} rounds{'frames/s':>14s}{'frames/CPU-s':>14s}")
+        for label, key in [("cctrack run (no video)", "cctrack_run"), ("ultralytics track + ByteTrack", "ultralytics_track")]:
+            print(f"  {label:40s}{speed[key]['fps']:10.2f}{speed[key]['frames_per_cpu_second']:14.2f}")
+        ratio = speed["ratio_cctrack_over_ultralytics"]
+        print(f"  {'ratio cctrack / ultralytics (min-max)':40s}"
+              + "".join(f"{ratio[key]['median']:6.2f} ({ratio[key]['min']:.2f}-{ratio[key]['max']:.2f})" for key in ("fps", "frames_per_cpu_second")))
+    if "profile_split" in results:
+        print("where cctrack's wall time goes (2 cameras, one run under cProfile):")
+        print(format_split(results["profile_split"]))
     if "accuracy" not in results:
         return
     print()
@@ -177,14 +205,29 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/pipeline"), help="folder for the runs")
     parser.add_argument("--json", type=Path, default=Path("bench/results/pipeline.json"))
     parser.add_argument("--speed-only", action="store_true", help="skip part 2 (accuracy: bench.linking covers it)")
+    parser.add_argument("--repeats", type=int, default=3, help="speed rounds per camera set (median reported)")
+    parser.add_argument("--cameras", type=int, nargs="+", choices=[2, 4], default=[2, 4],
+                        help="camera sets: 2 = the sample, 4 = the sample and hue-rotated copies of both (bench.scale)")
     args = parser.parse_args()
     device = str(resolve_device(args.device))  # a name: for ultralytics, the config and the JSON
     image_size = load_config(None).detector.image_size
+    if image_size == "auto":  # what `cctrack run` will choose for the sample; the peer gets the same
+        detector = PersonDetector(DetectorSettings(runtime="torch"), device)
+        image_size = choose_image_size(discover_cameras(SAMPLE_DIR), detector.count_people).image_size
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict = {"device": device, "frames_per_camera": args.frames or "all", "image_size": image_size,
-                     "timing": "one run each, model loading included, ultralytics first; cctrack without video "
-                               "writing; fps per wall second and per CPU second of this process"}
-    results["speed"] = speed(SAMPLE_DIR, args.out / "sample", args.frames, image_size, device)
+                     "timing": f"{args.repeats} rounds of one run each, model loading included, ultralytics first in each "
+                               "round; cctrack without video writing; fps per wall second and per CPU second of this "
+                               "process; medians, and the median (min-max) of the per-round ratios",
+                     "peer": "ultralytics YOLO.track(tracker='bytetrack.yaml') as its users run it: ultralytics sets torch "
+                             "to cores-1 threads on its first predict (1 here), and cctrack's detector restores them"}
+    results["speed"] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for count in args.cameras:
+            videos = SAMPLE_DIR if count == 2 else four_cameras(Path(scratch))
+            results["speed"][f"{count} cameras"] = speed(videos, args.out / f"speed_{count}", args.frames, image_size, device, args.repeats)
+    settings = [f"device={device}"] + ([f"video.max_frames={args.frames}"] if args.frames else [])
+    results["profile_split"] = profile_split(SAMPLE_DIR, settings)
     if not args.speed_only:
         with tempfile.TemporaryDirectory() as scratch:
             results["accuracy"] = accuracy(args.out, args.frames, device, Path(scratch))

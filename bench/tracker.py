@@ -81,8 +81,10 @@ def load_or_detect(camera: Camera, cache: Path) -> list[Detections]:
             for index in range(int(stored["frame_count"]))
         ]
     from cctrack.detect import DetectorSettings, PersonDetector
+    from cctrack.detector_size import choose_image_size
 
     detector = PersonDetector(DetectorSettings())
+    detector.use_image_size(choose_image_size([camera], detector.count_people).image_size)  # as `cctrack run` does
     frames = [frame for _, frame in read_frames(camera)]
     started = time.perf_counter()
     detections = detector.detect(frames)

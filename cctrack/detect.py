@@ -18,6 +18,7 @@ import torch
 from cctrack.detections import Detections
 from cctrack.detector_runtime import (RUNTIMES, ExportKey, default_batch_size, exported_model, first_line,
                                       keeping_torch_threads, network_input_shape, resolve_runtime, run_openvino_in_full_precision)
+from cctrack.detector_size import CANDIDATE_SIZES, PROBE_MIN_SCORE, size_for_camera
 from cctrack.device import resolve_device
 from cctrack.errors import CctrackError
 from cctrack.files import sha256_of
@@ -40,10 +41,9 @@ def bundled_weights_path() -> Path:
 @dataclass(frozen=True)
 class DetectorSettings:
     weights: str | None = None  # an ultralytics .pt file; None = the bundled yolo11n-pose.pt
-    # Pixels of the longer side fed to the network. People in PETS-like overhead views are 30-90 px tall:
-    # at 640 the nano model misses many of them, 1280 finds most; 960 keeps most of that recall for about
-    # half the compute of 1280 (see README / bench/tracker.py for the recall figures).
-    image_size: int = 960
+    # Pixels of the longer side fed to the network, or "auto": chosen from the footage, so that its smaller
+    # people are tall enough for the detector (cctrack.detector_size).
+    image_size: int | str = "auto"
     min_score: float = 0.1  # keep low-score boxes: the tracker's second association stage uses them
     nms_iou: float = 0.7
     # Frames per network call, across cameras; None = the device's measured default (cctrack.detector_runtime).
@@ -56,8 +56,8 @@ class DetectorSettings:
     runtime: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.image_size < 32 or self.image_size % 32:
-            raise ValueError(f"detector.image_size must be a positive multiple of 32, got {self.image_size}")
+        if self.image_size != "auto" and (not isinstance(self.image_size, int) or self.image_size < 32 or self.image_size % 32):
+            raise ValueError(f"detector.image_size must be auto or a positive multiple of 32, got {self.image_size!r}")
         if not 0.0 <= self.min_score < 1.0:
             raise ValueError(f"detector.min_score must be in [0, 1), got {self.min_score}")
         if not 0.0 < self.nms_iou <= 1.0:
@@ -70,7 +70,8 @@ class DetectorSettings:
 
 class PersonDetector:
     """Finds people in batches of frames (any mix of cameras and sizes), on `device` (see cctrack.device),
-    with the runtime `settings.runtime` names. `settings` holds the resolved runtime and batch size."""
+    with the runtime `settings.runtime` names. `settings` holds the resolved runtime and batch size, and the
+    input size once chosen: `use_image_size` (cctrack.detector_size), else from the first frames detected."""
 
     def __init__(self, settings: DetectorSettings = DetectorSettings(), device: str | torch.device = "auto"):
         from ultralytics import YOLO
@@ -98,6 +99,8 @@ class PersonDetector:
     def detect(self, frames: list[np.ndarray]) -> list[Detections]:
         """One `Detections` per BGR frame, in order."""
         detections: list[Detections] = []
+        if self.settings.image_size == "auto":  # a caller that did not choose: measure these frames
+            self.use_image_size(size_for_camera({size: self.count_people(frames, size, PROBE_MIN_SCORE) for size in CANDIDATE_SIZES}))
         size = self.settings.batch_size
         with keeping_torch_threads():
             for start in range(0, len(frames), size):
@@ -117,6 +120,20 @@ class PersonDetector:
                     boxes = result.boxes
                     detections.append(Detections(boxes.xyxy.cpu().numpy(), boxes.conf.cpu().numpy()))
         return detections
+
+    def use_image_size(self, image_size: int) -> None:
+        self.settings = replace(self.settings, image_size=image_size)
+
+    def count_people(self, frames: list[np.ndarray], image_size: int, min_score: float) -> int:
+        """How many people the PyTorch model finds in `frames` with at least `min_score` at `image_size` (a
+        probe: no export is made for its input shapes)."""
+        found = 0
+        with keeping_torch_threads():
+            for frame in frames:
+                result = self.model.predict(frame, imgsz=image_size, conf=min_score, iou=self.settings.nms_iou,
+                                            classes=[self.person_class], device=str(self.device), verbose=False)[0]
+                found += len(result.boxes)
+        return found
 
     def _network_for(self, batch: list[np.ndarray]) -> tuple[Any, int | tuple[int, int]]:
         """The model that runs this batch and the image size to give it. An export has one fixed input shape,

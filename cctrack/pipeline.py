@@ -26,6 +26,7 @@ import torch
 from cctrack import cache
 from cctrack.config import RunConfig
 from cctrack.detect import PersonDetector
+from cctrack.detector_size import choose_image_size
 from cctrack.device import resolve_device
 from cctrack.distributed import PIECES_FOLDER, RaySettings, track_on_ray, worker_embeddings
 from cctrack.draw import write_annotated_videos
@@ -110,6 +111,7 @@ def run(video_dir: Path, out_dir: Path, config: RunConfig, show_progress: bool =
     embedder = _load_configured_embedder(config, device) if config.export.link else None
     detector = PersonDetector(config.detector, device)
     with output_lock(out_dir, "run"):
+        config = _with_detector_size(config, cameras, detector, show_progress)
         detector_sha256 = sha256_of(detector.weights_path)
         key = tracking_key({"inputs": inputs_fingerprint(cameras), "settings": _tracking_settings(config),
                             "detector_sha256": detector_sha256, "device": str(device)})
@@ -121,6 +123,18 @@ def run(video_dir: Path, out_dir: Path, config: RunConfig, show_progress: bool =
         record, table = _tracklets_of_run(video_dir, out_dir, cameras, config, detector, detector_sha256, key, show_progress,
                                           ray, embedder)
         return _export(_Job(out_dir, config, device, embedder, corrections, show_progress), table, record)
+
+
+def _with_detector_size(config: RunConfig, cameras: list[Camera], detector: PersonDetector, show_progress: bool) -> RunConfig:
+    """The config with `detector.image_size: auto` replaced by the size this footage needs (and the detector
+    set to it), so that tracking, its resume key, Ray workers and the run record all see one number."""
+    if config.detector.image_size != "auto":
+        return config
+    choice = choose_image_size(cameras, detector.count_people, config.video.max_frames, config.video.max_seconds)
+    detector.use_image_size(choice.image_size)
+    if show_progress:
+        print(choice.summary(), file=sys.stderr, flush=True)
+    return dataclasses.replace(config, detector=dataclasses.replace(config.detector, image_size=choice.image_size))
 
 
 def _tracking_settings(config: RunConfig) -> dict:
@@ -164,7 +178,8 @@ def _tracklets_of_run(video_dir: Path, out_dir: Path, cameras: list[Camera], con
                          t.camera.height, t.frames_processed, t.last_frame + 1, t.stride)
             for t in tracks
         ),
-        detector=ModelRecord(f"ultralytics YOLO {detector.weights_path.name} at {config.detector.image_size} px",
+        detector=ModelRecord(f"ultralytics YOLO {detector.weights_path.name} at {config.detector.image_size} px "
+                             f"({detector.runtime} runtime, batch {detector.settings.batch_size})",
                              str(detector.weights_path.resolve()), detector_sha256),
         reid=None,
         config=config.to_dict(),

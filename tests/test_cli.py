@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import importlib.metadata
 import json
+import re
 import os
 import pickle
 import shutil
@@ -79,6 +80,11 @@ def test_identities_json_follows_the_schema_and_links_someone_across_cameras(fin
     assert all(c["fps"] == 10.0 and c["frames_processed"] == 65 and c["last_frame"] == 129 for c in document["run"]["cameras"])
     assert document["run"]["models"]["reid"]["dim"] == 1280
     assert "mobilenetv2" in document["run"]["models"]["reid"]["description"]
+    # detector.image_size: auto was resolved once, from the footage, and the record names the size and runtime.
+    detector = document["run"]["models"]["detector"]["description"]
+    assert re.search(r"at (640|960|1280) px \(openvino runtime, batch 1\)", detector), detector
+    size = json.loads((finished_run / "cache" / "run.json").read_text())["config"]["detector"]["image_size"]
+    assert f"at {size} px" in detector
     assert document["summary"]["multi_camera_identities"] >= 1
     both = [i for i in document["identities"] if len(i["cameras"]) == 2]
     assert both and all(len(i["tracklets"]) >= 2 for i in both)

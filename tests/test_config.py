@@ -26,7 +26,8 @@ def test_float_fields_accept_integers_and_exponents():
     [
         ("detector:\n  imgsz: 640\n", "unknown key detector.imgsz"),
         ("detectr:\n  image_size: 640\n", "unknown section 'detectr'"),
-        ("detector:\n  image_size: big\n", "detector.image_size must be int"),
+        ("detector:\n  image_size: big\n", "detector.image_size must be auto or a positive multiple of 32, got .big."),
+        ("detector:\n  image_size: [640]\n", "detector.image_size must be int or str"),
         ("detector:\n  image_size: 100\n", "multiple of 32"),
         ("video:\n  stride: 0\n", "video.stride must be >= 1"),
         ("video: [1, 2]\n", "must be a mapping"),

@@ -1,0 +1,113 @@
+"""detector.image_size: auto follows the footage: the smallest size at which the detector finds nearly all the
+people it finds at any size, on real frames."""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from cctrack.config import load_config
+from cctrack.detect import DetectorSettings, PersonDetector
+from cctrack import detector_size
+from cctrack.detector_size import MIDDLE_SIZE, PROBE_FRAMES, choose_image_size, probe_frames, size_for_camera
+from cctrack.pipeline import _with_detector_size
+from cctrack.video import discover_cameras, read_frames
+from tests.conftest import SAMPLE_DIR
+
+
+@pytest.fixture(scope="module")
+def detector() -> PersonDetector:
+    return PersonDetector(DetectorSettings(runtime="torch"), torch.device("cpu"))
+
+
+def _write_camera(folder: Path, frames: list[np.ndarray]) -> Path:
+    folder.mkdir()
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(folder / "cam.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (width, height))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return folder
+
+
+@pytest.fixture(scope="module")
+def cam_right_frames() -> list[np.ndarray]:
+    camera = {c.name: c for c in discover_cameras(SAMPLE_DIR)}["cam_right"]
+    return [frame for _, frame in read_frames(camera, stride=100)]
+
+
+def test_the_smallest_size_that_finds_nearly_everyone_is_chosen():
+    assert size_for_camera({640: 16, 960: 15, 1280: 16}) == 640
+    assert size_for_camera({640: 13, 960: 23, 1280: 24}) == 960  # 23 >= 0.9 x 24
+    assert size_for_camera({640: 2, 960: 30, 1280: 54}) == 1280
+    assert size_for_camera({640: 0, 960: 0, 1280: 0}) == MIDDLE_SIZE  # nothing to measure
+
+
+def test_probe_frames_spread_over_the_part_to_process():
+    camera = {c.name: c for c in discover_cameras(SAMPLE_DIR)}["cam_left"]
+    frames = probe_frames(camera, 40)
+    assert len(frames) == PROBE_FRAMES and frames[0].shape == (576, 320, 3)
+    assert len(probe_frames(camera, 3)) == 3 and probe_frames(camera, 0) == []
+    first = next(read_frames(camera, max_frames=1))[1]
+    assert np.array_equal(frames[0], first)
+
+
+def test_size_follows_how_large_people_are_in_the_frame(tmp_path, detector, cam_right_frames):
+    """The sample's far-view people need the frame enlarged (960, as the fixed default was); the same scene
+    zoomed 2x (people twice as tall in the frame) needs 640; the sample at half resolution, where people are
+    as tall relative to the frame, chooses as the sample does."""
+    sample = choose_image_size([c for c in discover_cameras(SAMPLE_DIR) if c.name == "cam_right"], detector.count_people)
+    assert sample.image_size == 960, sample.summary()
+    zoomed = _write_camera(tmp_path / "zoomed", [cv2.resize(f[144:432, 80:240], (320, 576)) for f in cam_right_frames])
+    choice = choose_image_size(discover_cameras(zoomed), detector.count_people)
+    assert choice.image_size == 640, choice.summary()
+    assert choice.people_found["cam"][640] >= 0.9 * max(choice.people_found["cam"].values())
+    half = _write_camera(tmp_path / "half", [cv2.resize(f, (160, 288), interpolation=cv2.INTER_AREA) for f in cam_right_frames])
+    assert choose_image_size(discover_cameras(half), detector.count_people).image_size == 960
+
+
+def test_the_run_uses_the_largest_size_any_camera_needs(monkeypatch):
+    cameras = [c for c in discover_cameras(SAMPLE_DIR)]  # cam_left, cam_right
+    found = {"cam_left": {640: 10, 960: 10, 1280: 10}, "cam_right": {640: 1, 960: 4, 1280: 9}}
+    monkeypatch.setattr(detector_size, "probe_frames", lambda camera, last: [camera.name])
+    choice = choose_image_size(cameras, lambda frames, size, score: found[frames[0]][size])
+    assert choice.camera_sizes == {"cam_left": 640, "cam_right": 1280} and choice.image_size == 1280
+    assert "cam_right 1280 px" in choice.summary()
+    monkeypatch.setattr(detector_size, "probe_frames", lambda camera, last: [])  # nothing readable
+    assert choose_image_size(cameras, lambda frames, size, score: 1 / 0).image_size == MIDDLE_SIZE
+
+
+def test_a_run_resolves_auto_once_and_keeps_an_explicit_size():
+    class Detector:
+        def __init__(self):
+            self.probed, self.size = 0, None
+
+        def count_people(self, frames, size, score):
+            self.probed += 1
+            return {640: 3, 960: 10, 1280: 10}[size]
+
+        def use_image_size(self, size):
+            self.size = size
+
+    cameras = [c for c in discover_cameras(SAMPLE_DIR) if c.name == "cam_left"]
+    auto, fake = load_config(None), Detector()
+    assert auto.detector.image_size == "auto"
+    resolved = _with_detector_size(auto, cameras, fake, show_progress=False)
+    assert resolved.detector.image_size == 960 and fake.size == 960 and fake.probed == 3
+    fixed, fake = load_config(None, ["detector.image_size=1280"]), Detector()
+    assert _with_detector_size(fixed, cameras, fake, show_progress=False) is fixed and fake.probed == 0
+
+
+def test_a_detector_left_on_auto_chooses_from_the_first_frames_it_sees(detector, cam_right_frames):
+    fresh = PersonDetector(DetectorSettings(runtime="torch"), torch.device("cpu"))
+    assert fresh.settings.image_size == "auto"
+    fresh.detect(cam_right_frames[:4])
+    assert fresh.settings.image_size in (640, 960, 1280)
+
+
+def test_bad_sizes_are_refused():
+    for bad in (100, 0, "big", 960.0):
+        with pytest.raises(ValueError, match="auto or a positive multiple of 32"):
+            DetectorSettings(image_size=bad)
