@@ -3,7 +3,9 @@
 The run goes through `cctrack.pipeline.run` in this process under cProfile, and each stage's time is the
 cumulative time of the functions that do it (STAGES). Decoding runs in reader threads, which cProfile does
 not see: what the main thread waits for frames (`Prefetched.__next__`) is the decoding the pipeline could
-not hide behind detection, and that is what "decode" reports. Shares are of the run's wall time.
+not hide behind detection, and that is what "decode" reports. Likewise tracklets are embedded in a worker
+thread as they end (cctrack.embed_worker): "embed" is what was left to embed after tracking, and "embed
+(waiting for the worker)" what the main thread waited for it. Shares are of the run's wall time.
 
     python -m bench.profile_split [VIDEO_DIR] [--max-seconds 20] [--set key=value ...]
 """
@@ -27,6 +29,7 @@ STAGES = {
     "track": [("cctrack/track/tracker.py", "update")],
     "crop": [("cctrack/tracklets.py", "add")],
     "embed": [("cctrack/embed.py", "embed_tracklets")],
+    "embed (waiting for the worker)": [("cctrack/embed_worker.py", "finish"), ("cctrack/embed_worker.py", "submit")],
     "link": [("cctrack/link/__init__.py", "link_tracklets")],
     "write (crops, caches, exports)": [("cctrack/cache.py", "save_tracklets"), ("cctrack/track/checkpoint.py", "save"),
                                        ("cctrack/mot.py", "write_mot_files"), ("cctrack/export.py", "write_identities"),

@@ -1,4 +1,4 @@
-"""The embedding stage: every tracklet crop of every camera through the re-id model in large batches."""
+"""The embedding stage: every tracklet crop of every camera through the re-id model, one tracklet per call."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -15,11 +15,6 @@ from cctrack.errors import CctrackError
 from cctrack.files import sha256_of
 from cctrack.histogram import ColourHistogramEmbedder
 from cctrack.progress import progress_bar
-
-# Crops handed to the embedder per call: many of its batches, so the device stays busy between calls
-# (the progress bar moves per batch through the embedder's progress callback).
-CROPS_PER_CALL = 1024
-
 
 @dataclass(frozen=True)
 class TrackletEmbeddings:
@@ -82,28 +77,34 @@ def model_identity(embedder) -> tuple[str, str]:
     return embedder.description, sha256_of(Path(embedder.weights_path))
 
 
-def embed_tracklets(crops: Sequence[Sequence[np.ndarray]], embedder, show_progress: bool = True) -> TrackletEmbeddings:
+def embed_tracklets(crops: Sequence[Sequence[np.ndarray]], embedder, show_progress: bool = True,
+                    known: Mapping[int, np.ndarray] | None = None) -> TrackletEmbeddings:
     """Embed all crops (one list per tracklet) and average them into one descriptor per tracklet.
 
-    Tracklets are read from `crops` one at a time and their crops embedded CROPS_PER_CALL at a time, so a
-    lazy sequence (cctrack.cache.StoredCrops, which reads each tracklet's crops from disk when asked)
-    keeps about CROPS_PER_CALL crops in memory however long the footage was.
+    Each tracklet is one embedder call of its own crops: a batch's other crops move a crop's embedding by
+    float rounding (about 1e-6), so this way a tracklet gets the same bits wherever it is embedded (in the
+    background as it ended, cctrack.embed_worker; in a Ray task; in a resumed run; by a re-link). Tracklets
+    are read from `crops` one at a time, so a lazy sequence (cctrack.cache.StoredCrops, which reads each
+    tracklet's crops from disk when asked) keeps one tracklet's crops in memory however long the footage.
+    `known`: tracklet index -> its crop embeddings, made already; those tracklets' crops are not read.
     """
+    known = known or {}
     counts = getattr(crops, "crop_counts", None) or [len(tracklet_crops) for tracklet_crops in crops]
     if any(count == 0 for count in counts):
         raise CctrackError("a tracklet has no crops to embed")
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    parts, pending = [], []
+    parts = []
     with progress_bar(int(offsets[-1]), "embed", "crop", show_progress) as bar:
-        for index in range(len(counts)):
-            pending += list(crops[index])
-            while len(pending) >= CROPS_PER_CALL or (index == len(counts) - 1 and pending):
-                parts.append(embedder.embed(pending[:CROPS_PER_CALL], progress=bar.update))
-                pending = pending[CROPS_PER_CALL:]
+        for index, count in enumerate(counts):
+            part = known[index] if index in known else embedder.embed(list(crops[index]))
+            if len(part) != count:
+                raise CctrackError(f"tracklet {index} has {count} crops but {len(part)} embeddings")
+            parts.append(np.asarray(part, np.float32))
+            bar.update(count)
     crop_embeddings = np.concatenate(parts) if parts else np.zeros((0, embedder.dim), np.float32)
     description, sha256 = model_identity(embedder)
     return TrackletEmbeddings(
-        crop_embeddings=crop_embeddings.astype(np.float32),
+        crop_embeddings=crop_embeddings,
         crop_offsets=offsets,
         descriptors=tracklet_descriptors(crop_embeddings, offsets),
         model=description,

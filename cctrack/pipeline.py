@@ -31,6 +31,7 @@ from cctrack.device import resolve_device
 from cctrack.distributed import PIECES_FOLDER, RaySettings, track_on_ray, worker_embeddings
 from cctrack.draw import write_annotated_videos
 from cctrack.embed import TrackletEmbeddings, embed_tracklets, load_embedder, model_identity
+from cctrack.embed_worker import BackgroundEmbedding
 from cctrack.errors import CctrackError
 from cctrack.export import check_crops_present, identities_document, write_identities
 from cctrack.mot import write_mot_files
@@ -167,10 +168,12 @@ def _tracklets_of_run(video_dir: Path, out_dir: Path, cameras: list[Camera], con
         if show_progress:
             print(f"tracking: re-using the finished tracking in {cache.cache_dir(out_dir)}", file=sys.stderr, flush=True)
         return record, cache.load_tracklets(out_dir, record)
+    background = None
     if ray is not None:
         tracks, piece_embeddings = track_on_ray(cameras, config, ray, out_dir, key, embedder is not None, show_progress)
     else:
-        tracks, piece_embeddings = _track_here(cameras, config, detector, checkpoint, show_progress), None
+        tracks, background = _track_here(cameras, config, detector, checkpoint, show_progress, embedder)
+        piece_embeddings = None
     record = RunRecord(
         video_dir=str(Path(video_dir).resolve()),
         cameras=tuple(
@@ -191,25 +194,38 @@ def _tracklets_of_run(video_dir: Path, out_dir: Path, cameras: list[Camera], con
     cache.save_tracklets(out_dir, table, record, key)
     if piece_embeddings is not None:  # embedded by the Ray tasks: the embedding stage re-uses them
         cache.save_embeddings(out_dir, worker_embeddings(piece_embeddings, *model_identity(embedder)))
+    if background is not None:  # most were embedded while tracking; the rest (alive at the end, or ended
+        # before a resumed run's checkpoint) now, from the crops written; the embedding stage re-uses them
+        known = {row: background[key] for row, key in enumerate(table.keys) if key in background}
+        cache.save_embeddings(out_dir, embed_tracklets(cache.StoredCrops(out_dir, table), embedder, show_progress, known))
     checkpoint.clear()
     shutil.rmtree(Path(out_dir) / PIECES_FOLDER, ignore_errors=True)
     return record, table
 
 
 def _track_here(cameras: list[Camera], config: RunConfig, detector: PersonDetector, checkpoint: TrackingCheckpoint,
-                show_progress: bool) -> list[CameraTracks]:
-    return track_cameras(
-        cameras,
-        detector,
-        config.tracker,
-        crops_per_tracklet=config.tracklets.crops_per_tracklet,
-        min_boxes=config.tracklets.min_boxes,
-        max_frames=config.video.max_frames,
-        stride=config.video.stride,
-        show_progress=show_progress,
-        max_seconds=config.video.max_seconds,
-        checkpoint=checkpoint,
-    )
+                show_progress: bool, embedder=None) -> tuple[list[CameraTracks], dict | None]:
+    """Track in this process; with an `embedder`, tracklets are embedded in the background as they end
+    (cctrack.embed_worker): returns the tracks and those embeddings by (camera, track id), else None."""
+    background = BackgroundEmbedding(embedder) if embedder is not None else None
+    try:
+        tracks = track_cameras(
+            cameras,
+            detector,
+            config.tracker,
+            crops_per_tracklet=config.tracklets.crops_per_tracklet,
+            min_boxes=config.tracklets.min_boxes,
+            max_frames=config.video.max_frames,
+            stride=config.video.stride,
+            show_progress=show_progress,
+            max_seconds=config.video.max_seconds,
+            checkpoint=checkpoint,
+            on_tracklet_end=background.submit if background is not None else None,
+        )
+        return tracks, background.finish() if background is not None else None
+    finally:
+        if background is not None:
+            background.close()
 
 
 def _export(job: _Job, table: TrackletTable, record: RunRecord) -> RunSummary:

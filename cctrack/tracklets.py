@@ -84,6 +84,7 @@ class TrackletCollector:
         self.camera = camera
         self.crops_per_tracklet = crops_per_tracklet
         self._tracks: dict[int, _TrackInProgress] = {}
+        self._reported: set[int] = set()  # ended tracks already handed out by `newly_ended`
 
     def add(self, frame_index: int, frame: np.ndarray, detections: Detections, tracked: TrackedBoxes) -> None:
         if len(tracked.track_ids) == 0:
@@ -123,7 +124,16 @@ class TrackletCollector:
         by track id, forgotten here: an ended track never comes back (track ids are not reused)."""
         active = {int(track_id) for track_id in active_track_ids}
         ended = sorted(track_id for track_id in self._tracks if track_id not in active)
+        self._reported.difference_update(ended)
         return [self._tracklet(track_id, self._tracks.pop(track_id)) for track_id in ended]
+
+    def newly_ended(self, active_track_ids) -> list[Tracklet]:
+        """The tracklets whose track ended since the last call, ordered by track id, kept here (`take_ended`
+        still takes them): their crops are final, so they can be embedded while tracking goes on."""
+        active = {int(track_id) for track_id in active_track_ids}
+        ended = sorted(track_id for track_id in self._tracks if track_id not in active and track_id not in self._reported)
+        self._reported.update(ended)
+        return [self._tracklet(track_id, self._tracks[track_id]) for track_id in ended]
 
     def _tracklet(self, track_id: int, track: _TrackInProgress) -> Tracklet:
         chosen = spread_in_time(track.crop_candidates, self.crops_per_tracklet)

@@ -2,13 +2,14 @@
 
 Frames of all cameras are read in lockstep and detected in shared batches, so one network call serves
 several cameras; each camera keeps its own tracker, fed in frame order. Each camera's frames are decoded
-ahead in a reader thread (bounded), overlapping decoding with detection.
+ahead in a reader thread (bounded), overlapping decoding with detection; tracklets can be handed on as
+they end (`on_tracklet_end`), overlapping embedding with detection too.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -43,6 +44,7 @@ def track_cameras(
     max_seconds: float | None = None,
     checkpoint: TrackingCheckpoint | None = None,
     first_frame: int = 0,
+    on_tracklet_end: Callable[[Tracklet], None] | None = None,
 ) -> list[CameraTracks]:
     """Detect and track people in every camera; one `CameraTracks` per camera, in the given order.
 
@@ -50,6 +52,9 @@ def track_cameras(
     raises cctrack.errors.Interrupted. Tracklets that ended before the last save come back without crop
     pixels (written to OUT_DIR/crops already); the rest carry theirs. `first_frame` (a multiple of
     `stride`) starts every camera there instead of at frame 0: a time chunk (cctrack.distributed).
+    `on_tracklet_end` is given each tracklet (of at least `min_boxes` boxes) as soon as its track ends, its
+    crops final, e.g. to embed it in the background (cctrack.embed_worker); tracklets still alive when the
+    frames run out are not given.
     """
     trackers = [Tracker(tracker_settings, fps=camera.fps / stride) for camera in cameras]
     collectors = [TrackletCollector(camera.name, crops_per_tracklet) for camera in cameras]
@@ -99,6 +104,10 @@ def track_cameras(
                     progress[position].processed += 1
                     progress[position].last_frame = frame_index
                     bars[position].update(1)
+                if on_tracklet_end is not None:
+                    for collector, tracker in zip(collectors, trackers):
+                        for tracklet in _long_enough(collector.newly_ended(tracker.active_track_ids), min_boxes):
+                            on_tracklet_end(tracklet)
                 if checkpoint is None:
                     continue
                 # A checkpoint ends a round, so that a resumed run forms the same detector batches.
