@@ -69,10 +69,15 @@ class ReidSettings:
     descriptor: str = "reid"
     half: bool | None = None  # fp16 on GPU; None = on when the device is a GPU
     batch_size: int = 128  # crops per forward pass
+    # The engine: auto = OpenVINO on the CPU (1.8x PyTorch, same features; cctrack.reid_runtime), PyTorch on
+    # a GPU; or torch, onnx (ONNX Runtime), openvino.
+    runtime: str = "auto"
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"reid.batch_size must be >= 1, got {self.batch_size}")
+        if self.runtime not in ("auto", "torch", "onnx", "openvino"):
+            raise ValueError(f"reid.runtime must be one of auto, torch, onnx, openvino, got {self.runtime!r}")
         if self.descriptor not in ("reid", "colour_histogram"):
             raise ValueError(f"reid.descriptor must be 'reid' or 'colour_histogram', got {self.descriptor!r}")
 

@@ -99,15 +99,15 @@ class ExportKey:
         return f"{weights_stem}-{self.weights_sha256[:16]}-{self.input_height}x{self.input_width}-b{self.batch_size}-{self.runtime}"
 
 
-def exports_folder(weights: Path) -> Path:
-    """Beside the weights when that folder can be written, else the user's cache folder."""
-    user_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cctrack" / "detector"
+def exports_folder(weights: Path, kind: str = "detector") -> Path:
+    """Beside the weights when that folder can be written, else the user's cache folder (per `kind`)."""
+    user_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cctrack" / kind
     for candidate in (weights.parent / EXPORTS_FOLDER_NAME, user_cache):
         try:
             return ensure_writable_folder(candidate)
         except CctrackError:
             continue
-    raise CctrackError(f"cannot cache the exported detector: neither {weights.parent} nor {user_cache} is writable")
+    raise CctrackError(f"cannot cache the exported {kind}: neither {weights.parent} nor {user_cache} is writable")
 
 
 def exported_model(weights: Path, key: ExportKey) -> Path:

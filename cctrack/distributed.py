@@ -126,7 +126,8 @@ def track_piece(piece: Piece, config: RunConfig, embed: bool, whole_camera: bool
     jpegs = [[cache.encode_crop(crop) for crop in tracklet.crops] for tracklet in tracks.tracklets]
     embeddings = [np.zeros((len(j), 0), np.float32) for j in jpegs]
     if embed and jpegs:
-        embedder = load_embedder(config.reid.checkpoint, device, config.reid.half, config.reid.batch_size, config.reid.descriptor)
+        embedder = load_embedder(config.reid.checkpoint, device, config.reid.half, config.reid.batch_size, config.reid.descriptor,
+                                 config.reid.runtime)
         # The decoded JPEG, as `cctrack run` embeds what it reads back from OUT_DIR/crops.
         decoded = [[cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR) for b in tracklet_jpegs] for tracklet_jpegs in jpegs]
         result = embed_tracklets(decoded, embedder, show_progress=False)

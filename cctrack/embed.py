@@ -36,12 +36,24 @@ BASELINE_CALIBRATIONS_PATH = Path(__file__).resolve().parent / "baseline_calibra
 
 
 def load_embedder(
-    checkpoint: str | None, device: str | torch.device = "auto", half: bool | None = None, batch_size: int = 128, descriptor: str = "reid"
+    checkpoint: str | None, device: str | torch.device = "auto", half: bool | None = None, batch_size: int = 128, descriptor: str = "reid",
+    runtime: str = "torch",
 ):
     """The descriptor the app embeds crops with, with its link calibration (`.calibration`):
     checkpoint None -> the shipped CSSC model (reid.pretrained); "imagenet" -> the offline ImageNet
     MobileNetV2 backbone, untrained for re-id (a baseline); a path -> that CSSC checkpoint.
-    descriptor="colour_histogram" gives the colour baseline instead of a network."""
+    descriptor="colour_histogram" gives the colour baseline instead of a network. `runtime` runs the
+    network in PyTorch or an export of it (cctrack.reid_runtime; `reid.runtime`)."""
+    embedder = _load_descriptor(checkpoint, device, half, batch_size, descriptor)
+    if descriptor != "colour_histogram":
+        from cctrack.reid_runtime import resolve_runtime, use_exported_network
+
+        embedder.runtime = resolve_runtime(runtime, embedder.device, half)
+        use_exported_network(embedder, embedder.runtime)
+    return embedder
+
+
+def _load_descriptor(checkpoint: str | None, device: str | torch.device, half: bool | None, batch_size: int, descriptor: str):
     from reid import Embedder
     from reid.errors import ReidError
     from reid.pretrained import default_weights_path

@@ -258,7 +258,7 @@ def relink(out_dir: Path, config: RunConfig, show_progress: bool = True, correct
 
 def _load_configured_embedder(config: RunConfig, device: torch.device):
     reid = config.reid
-    return load_embedder(reid.checkpoint, device, reid.half, reid.batch_size, reid.descriptor)
+    return load_embedder(reid.checkpoint, device, reid.half, reid.batch_size, reid.descriptor, reid.runtime)
 
 
 def configured_layout(config: RunConfig, camera_names: list[str]) -> CameraLayout | None:
@@ -295,7 +295,8 @@ def _embed(job: _Job, table: TrackletTable, record: RunRecord) -> tuple[Tracklet
     # re-link re-embeds.
     embeddings = run_embeddings(job.out_dir, table, job.embedder, sha256, None, job.show_progress)
     weights = str(Path(job.embedder.weights_path).resolve()) if job.embedder.weights_path else ""
-    reid = ModelRecord(description, weights, sha256, job.embedder.dim)
+    runtime = getattr(job.embedder, "runtime", None)
+    reid = ModelRecord(f"{description}, {runtime} runtime" if runtime else description, weights, sha256, job.embedder.dim)
     return table.with_descriptors(embeddings.descriptors), record.with_reid(reid, job.config.to_dict())
 
 
