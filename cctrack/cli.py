@@ -70,7 +70,7 @@ def run_command(
         None, "--max-seconds", help="Process at most this many seconds of each camera's video: floor(seconds x fps) frames"
     ),
     stride: Optional[int] = typer.Option(None, "--stride", help="Process every N-th frame"),
-    image_size: Optional[int] = typer.Option(None, "--imgsz", help="Detector inference size (pixels, multiple of 32)"),
+    image_size: Optional[int] = typer.Option(None, "--imgsz", help="Detector inference size (pixels, multiple of 32); default: chosen from the footage (detector.image_size: auto)"),
     detector_weights: Optional[str] = typer.Option(None, "--detector-weights", help="An ultralytics .pt file"),
     reid_checkpoint: Optional[str] = typer.Option(None, "--reid-checkpoint", help="A CSSC checkpoint from `reid train`; default: the shipped model; imagenet: the untrained baseline"),
     device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),

@@ -10,7 +10,7 @@ from reid import Embedder
 from tests.conftest import read_sample_frames
 
 
-def test_embedding_progress_is_one_plain_line_per_batch_off_a_terminal(monkeypatch, capsys):
+def test_embedding_progress_is_one_plain_line_per_tracklet_off_a_terminal(monkeypatch, capsys):
     frame = read_sample_frames("cam_left", 1)[0]
     crops = [np.ascontiguousarray(frame[20 * i : 20 * i + 90, 30 * i : 30 * i + 40]) for i in range(10)]
     embedder = Embedder.imagenet_backbone("mobilenetv2", device="cpu", batch_size=4)
@@ -18,8 +18,8 @@ def test_embedding_progress_is_one_plain_line_per_batch_off_a_terminal(monkeypat
     embeddings = embed_tracklets([crops[:3], crops[3:]], embedder, show_progress=True)
     assert embeddings.descriptors.shape == (2, embedder.dim)
     lines = capsys.readouterr().err.splitlines()  # pytest's captured stderr is not a terminal
-    assert lines[:3] == ["embed: 4/10 crops (40%)", "embed: 8/10 crops (80%)", "embed: 10/10 crops (100%)"]
-    assert len(lines) == 4 and lines[3].startswith("embed: 10/10 crops in ")
+    assert lines[:2] == ["embed: 3/10 crops (30%)", "embed: 10/10 crops (100%)"]  # one embedder call per tracklet
+    assert len(lines) == 3 and lines[2].startswith("embed: 10/10 crops in ")
 
 
 def test_no_progress_writes_nothing(capsys):
