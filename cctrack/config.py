@@ -69,8 +69,8 @@ class ReidSettings:
     descriptor: str = "reid"
     half: bool | None = None  # fp16 on GPU; None = on when the device is a GPU
     batch_size: int = 128  # crops per forward pass
-    # The engine: auto = OpenVINO on the CPU (1.8x PyTorch, same features; cctrack.reid_runtime), PyTorch on
-    # a GPU; or torch, onnx (ONNX Runtime), openvino.
+    # The engine: auto = PyTorch (cctrack.reid_runtime says why); or torch, onnx (ONNX Runtime), openvino (an
+    # export of the same network, 1.8x faster on the CPU when nothing else runs).
     runtime: str = "auto"
 
     def __post_init__(self) -> None:

@@ -2,8 +2,12 @@
 
 On the CPU the exported network embeds about 1.8x faster than PyTorch at the app's batch (one tracklet,
 8 crops), with the same features to within 1e-5 (`python -m bench.embed_runtime`,
-bench/results/embed_runtime.json), so `reid.runtime: auto` runs OpenVINO there; a GPU runs PyTorch. Only
-the network moves: the Embedder still resizes and normalises crops and L2-normalises what comes back. The
+bench/results/embed_runtime.json). But `cctrack run` embeds in a worker thread while the detector runs, and
+there OpenVINO's re-id threads and the OpenVINO detector's fight over the cores: 800 frames of the sample
+took 108 s against 62 s with PyTorch's re-id (62 s without embedding at all; with OpenVINO's re-id on one
+thread, 63 s: no faster than PyTorch). Embedding is under 1% of a run's time, so `reid.runtime: auto` is
+PyTorch; `openvino` or `onnx` pay where nothing else runs, e.g. `cctrack link` re-embedding with another
+model. Only the network moves: the Embedder still resizes and normalises crops and L2-normalises what comes back. The
 ONNX file (dynamic batch) is exported offline on first use and cached beside the weights in
 `cctrack-exports/` (else in ~/.cache/cctrack/reid), named by the weights' sha256, the input size and the
 feature; it is written under a temporary name, and an export that no longer loads is made again.
@@ -24,17 +28,17 @@ from cctrack.files import atomic_path, sha256_of
 
 RUNTIMES = ("auto", "torch", "onnx", "openvino")
 RUNTIME_PACKAGES = {"onnx": "onnxruntime", "openvino": "openvino"}
-CPU_RUNTIME = "openvino"
 
 
 def resolve_runtime(runtime: str, device: torch.device, half: bool | None) -> str:
-    """`runtime` for `device`: auto -> OpenVINO on the CPU (fp32; torch when `half` asks for reduced
-    precision), torch elsewhere. An exported runtime must be installed and run on the CPU."""
+    """`runtime` for `device`: auto -> torch (see above); an exported runtime must be installed and run on
+    the CPU in full precision."""
     if runtime not in RUNTIMES:
         raise CctrackError(f"reid.runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
-    if runtime == "auto":
-        return CPU_RUNTIME if device.type == "cpu" and not half else "torch"
-    if runtime == "torch":
+    if runtime in ("auto", "torch"):
+        return "torch"
+    if half:
+        raise CctrackError(f"reid.runtime={runtime} runs in full precision; unset reid.half or use reid.runtime=torch")
         return runtime
     if device.type != "cpu":
         raise CctrackError(f"reid.runtime={runtime} runs on the CPU; on {device} use reid.runtime=torch (or auto)")

@@ -124,3 +124,26 @@ def test_the_queue_is_bounded_and_close_stops_at_once():
     background.close()
     assert time.perf_counter() - started < 1.0 and embedder.calls < 20
     assert not [t for t in threading.enumerate() if t.name == "embed tracklets" and t.is_alive()]
+
+
+def test_ctrl_c_while_tracking_stops_the_embedding_worker_too(short_sample, embedder, monkeypatch, tmp_path):
+    from cctrack.pipeline import _track_here
+    from cctrack.track.checkpoint import TrackingCheckpoint
+
+    config = load_config(None, ["detector.image_size=320", "detector.runtime=torch"])
+    detector = PersonDetector(config.detector, torch.device("cpu"))
+    calls = {"count": 0}
+    detect = detector.detect
+
+    def detect_then_interrupt(frames):
+        calls["count"] += 1
+        if calls["count"] == 5:
+            raise KeyboardInterrupt
+        return detect(frames)
+
+    monkeypatch.setattr(detector, "detect", detect_then_interrupt)
+    cameras = discover_cameras(short_sample)
+    checkpoint = TrackingCheckpoint(tmp_path, "key", cameras, 0.0, lambda tracklet: None)
+    with pytest.raises(KeyboardInterrupt):
+        _track_here(cameras, config, detector, checkpoint, show_progress=False, embedder=embedder)
+    assert not [t for t in threading.enumerate() if t.name in ("embed tracklets", "read cam_left", "read cam_right") and t.is_alive()]
