@@ -52,11 +52,12 @@ SPEC_GFLOPS_384X192 = 24.3  # CSSC-ResNet-50, spec "Size check"
 PEAK_DENSE_HALF_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0}  # vendor dense fp16/bf16 tensor-core peaks
 
 
-def sample_crops(count: int, seed: int = 0) -> list[np.ndarray]:
-    """`count` person-shaped crops (height 80..240 px, width 0.35..0.5 of it) from 20 real frames."""
+def sample_crops(count: int, seed: int = 0, heights: tuple[int, int] = (80, 241), frame_count: int = 20) -> list[np.ndarray]:
+    """`count` person-shaped crops (height in [heights[0], heights[1]) px, width 0.35..0.5 of it) from the
+    first `frame_count` real frames of the sample's cam_right."""
     capture = cv2.VideoCapture(str(SAMPLE_VIDEO))
     frames = []
-    while len(frames) < 20:
+    while len(frames) < frame_count:
         ok, frame = capture.read()
         if not ok:
             raise SystemExit(f"cannot read frames from {SAMPLE_VIDEO}")
@@ -66,7 +67,7 @@ def sample_crops(count: int, seed: int = 0) -> list[np.ndarray]:
     crops = []
     for _ in range(count):
         frame = frames[generator.integers(len(frames))]
-        height = int(generator.integers(80, 241))
+        height = int(generator.integers(*heights))
         width = int(height * generator.uniform(0.35, 0.5))
         top = int(generator.integers(0, frame.shape[0] - height))
         left = int(generator.integers(0, frame.shape[1] - width))

@@ -22,33 +22,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bench.embed import sample_crops
 from bench.record import REPOSITORY, write_record
 from reid.embedder import Embedder
 from reid.pretrained import default_weights_path
 
 
 def crops_like_the_app(count: int, seed: int = 0) -> list[np.ndarray]:
-    """BGR crops of people-sized boxes cut from the sample's frames (real pixels, surveillance sizes)."""
-    import cv2
-
-    capture = cv2.VideoCapture(str(REPOSITORY / "samples" / "pets09" / "cam_right.mp4"))
-    frames = []
-    while len(frames) < 40:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    rng = np.random.default_rng(seed)
-    crops = []
-    for _ in range(count):
-        frame = frames[int(rng.integers(len(frames)))]
-        height = int(rng.integers(50, 130))
-        width = int(height * rng.uniform(0.35, 0.5))
-        top = int(rng.integers(0, frame.shape[0] - height))
-        left = int(rng.integers(0, frame.shape[1] - width))
-        crops.append(np.ascontiguousarray(frame[top : top + height, left : left + width]))
-    return crops
+    """BGR crops of people-sized boxes (50-129 px tall) cut from the sample's frames: surveillance sizes."""
+    return sample_crops(count, seed, heights=(50, 130), frame_count=40)
 
 
 def main() -> None:

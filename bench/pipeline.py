@@ -74,10 +74,14 @@ def cctrack_run(video_dir: Path, out_dir: Path, frames: int | None, device: str)
         overrides.append(f"video.max_frames={frames}")
     config = load_config(None, overrides)
     summary = run(video_dir, out_dir, config, show_progress=False)
-    cameras = json.loads((out_dir / "identities.json").read_text())["run"]["cameras"]
-    processed = sum(camera["frames_processed"] for camera in cameras)
     print(f"  {summary.tracklets} tracklets, {summary.identities} identities ({summary.multi_camera_identities} in both cameras)")
-    return processed
+    return frames_processed(out_dir)
+
+
+def frames_processed(out_dir: Path) -> int:
+    """Frames of all cameras that the run in `out_dir` processed, by its identities.json."""
+    cameras = json.loads((out_dir / "identities.json").read_text())["run"]["cameras"]
+    return sum(camera["frames_processed"] for camera in cameras)
 
 
 def scores(gt_dir: Path, out_dir: Path) -> dict:
@@ -149,8 +153,7 @@ def cctrack_run_process(video_dir: Path, out_dir: Path, frames: int | None, devi
     done = subprocess.run(command, cwd=REPOSITORY, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"cctrack run failed: {done.stderr.strip()[-500:]}")
-    cameras = json.loads((out_dir / "identities.json").read_text())["run"]["cameras"]
-    return sum(camera["frames_processed"] for camera in cameras)
+    return frames_processed(out_dir)
 
 
 def speed(video_dir: Path, out_dir: Path, frames: int | None, image_size: int, device: str, repeats: int) -> dict:
