@@ -2,7 +2,8 @@
 
 1. Speed: frames per second of `cctrack run` (detection, tracking, crops, embedding, linking; no video
    writing) against ultralytics' own `model.track(..., tracker="bytetrack.yaml")` on the same videos, same
-   weights, same inference size (what `detector.image_size: auto` chooses for the sample), same device,
+   weights, same inference size (what `detector.image_size: auto` chooses for those cameras and that many
+   frames, checked against the run's record), same device,
    measured in this run: on the sample's 2 cameras, and on 4 (the sample and hue-rotated copies of both,
    where batching across cameras can show), --repeats rounds each. Then where cctrack's wall time goes
    (bench.profile_split: decode, detect, track, crop, embed, link, write, load).
@@ -76,6 +77,21 @@ def cctrack_run(video_dir: Path, out_dir: Path, frames: int | None, device: str)
     summary = run(video_dir, out_dir, config, show_progress=False)
     print(f"  {summary.tracklets} tracklets, {summary.identities} identities ({summary.multi_camera_identities} in both cameras)")
     return frames_processed(out_dir)
+
+
+def run_image_size(out_dir: Path) -> int:
+    """The detector input size the run in out_dir used (its record)."""
+    return int(json.loads((out_dir / "cache" / "run.json").read_text())["config"]["detector"]["image_size"])
+
+
+def auto_image_size(video_dir: Path, frames: int | None, device: str) -> int:
+    """The size `detector.image_size: auto` chooses for these cameras and this many frames per camera (the
+    probe sees only the frames the run will process), or the configured size; the peer gets the same."""
+    image_size = load_config(None).detector.image_size
+    if image_size != "auto":
+        return int(image_size)
+    detector = PersonDetector(DetectorSettings(runtime="torch"), device)
+    return choose_image_size(discover_cameras(video_dir), detector.count_people, frames).image_size
 
 
 def frames_processed(out_dir: Path) -> int:
@@ -166,6 +182,8 @@ def speed(video_dir: Path, out_dir: Path, frames: int | None, image_size: int, d
         print(f"round {number + 1}/{repeats}: cctrack run ...", flush=True)
         shutil.rmtree(out_dir, ignore_errors=True)  # a fresh run each round, not a resumed one
         ours = rates(lambda: cctrack_run_process(video_dir, out_dir, frames, device))
+        if run_image_size(out_dir) != image_size:  # the comparison holds only at one size
+            raise SystemExit(f"cctrack ran at {run_image_size(out_dir)} px, the peer at {image_size} px")
         rounds.append({"cctrack_run": ours, "ultralytics_track": ultralytics,
                        "ratio_cctrack_over_ultralytics": {key: ours[key] / ultralytics[key] for key in ("fps", "frames_per_cpu_second")},
                        "load_average_1min": round(os.getloadavg()[0], 2)})
@@ -180,7 +198,7 @@ def speed(video_dir: Path, out_dir: Path, frames: int | None, image_size: int, d
               "min": min(entry["ratio_cctrack_over_ultralytics"][key] for entry in rounds),
               "max": max(entry["ratio_cctrack_over_ultralytics"][key] for entry in rounds)}
         for key in ("fps", "frames_per_cpu_second")}
-    return {**summary, "rounds": rounds}
+    return {"image_size": image_size, **summary, "rounds": rounds}
 
 
 def accuracy(out: Path, frames: int | None, device: str, scratch: Path) -> dict:
@@ -205,9 +223,9 @@ def accuracy(out: Path, frames: int | None, device: str, scratch: Path) -> dict:
 
 
 def print_results(results: dict) -> None:
-    print(f"device {results['device']}, image size {results['image_size']}, frames per camera: {results['frames_per_camera']}")
+    print(f"device {results['device']}, frames per camera: {results['frames_per_camera']}")
     for cameras, speed in results["speed"].items():
-        print(f"{cameras}: median of {len(speed['rounds'])} rounds{'frames/s':>14s}{'frames/CPU-s':>14s}")
+        print(f"{cameras} at {speed['image_size']} px: median of {len(speed['rounds'])} rounds{'frames/s':>14s}{'frames/CPU-s':>14s}")
         for label, key in [("cctrack run (no video)", "cctrack_run"), ("ultralytics track + ByteTrack", "ultralytics_track")]:
             print(f"  {label:40s}{speed[key]['fps']:10.2f}{speed[key]['frames_per_cpu_second']:14.2f}")
         ratio = speed["ratio_cctrack_over_ultralytics"]
@@ -242,12 +260,8 @@ def main() -> None:
                         help="camera sets: 2 = the sample, 4 = the sample and hue-rotated copies of both (bench.scale)")
     args = parser.parse_args()
     device = str(resolve_device(args.device))  # a name: for ultralytics, the config and the JSON
-    image_size = load_config(None).detector.image_size
-    if image_size == "auto":  # what `cctrack run` will choose for the sample; the peer gets the same
-        detector = PersonDetector(DetectorSettings(runtime="torch"), device)
-        image_size = choose_image_size(discover_cameras(SAMPLE_DIR), detector.count_people).image_size
     args.out.mkdir(parents=True, exist_ok=True)
-    results: dict = {"device": device, "frames_per_camera": args.frames or "all", "image_size": image_size,
+    results: dict = {"device": device, "frames_per_camera": args.frames or "all",
                      "timing": f"{args.repeats} rounds of one run each, each run a fresh process as users run it (python -c "
                                "with YOLO.track; the cctrack CLI), model loading included, ultralytics first in each "
                                "round; cctrack without video writing; fps per wall second and per CPU second of the "
@@ -258,6 +272,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         for count in args.cameras:
             videos = SAMPLE_DIR if count == 2 else four_cameras(Path(scratch))
+            image_size = auto_image_size(videos, args.frames, device)
+            print(f"{count} cameras: detector input {image_size} px on both sides", flush=True)
             results["speed"][f"{count} cameras"] = speed(videos, args.out / f"speed_{count}", args.frames, image_size, device, args.repeats)
     settings = [f"device={device}"] + ([f"video.max_frames={args.frames}"] if args.frames else [])
     # In a fresh process too: a process that has run ultralytics before is not what a user runs.

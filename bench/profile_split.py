@@ -7,7 +7,7 @@ not hide behind detection, and that is what "decode" reports. Likewise tracklets
 thread as they end (cctrack.embed_worker): "embed" is what was left to embed after tracking, and "embed
 (waiting for the worker)" what the main thread waited for it. Shares are of the run's wall time.
 
-    python -m bench.profile_split [VIDEO_DIR] [--max-seconds 20] [--set key=value ...]
+    python -m bench.profile_split [VIDEO_DIR] [--max-seconds 20] [--set key=value ...] [--json OUT.json]
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ STAGES = {
                                        ("cctrack/mot.py", "write_mot_files"), ("cctrack/export.py", "write_identities"),
                                        ("cctrack/report.py", "write_report")],
     "load models": [("cctrack/detect.py", "__init__"), ("cctrack/embed.py", "load_embedder")],
+    "choose the detector input size (probe)": [("cctrack/detector_size.py", "choose_image_size")],
 }
 
 
@@ -71,9 +72,15 @@ def main() -> None:
     parser.add_argument("video_dir", nargs="?", type=Path, default=REPOSITORY / "samples" / "pets09")
     parser.add_argument("--max-seconds", type=float, default=20.0)
     parser.add_argument("--set", dest="settings", action="append", default=[])
+    parser.add_argument("--json", type=Path, default=None, help="also write the split here (bench.record)")
     arguments = parser.parse_args()
-    split = profile_split(arguments.video_dir, [f"video.max_seconds={arguments.max_seconds}", *arguments.settings])
+    settings = [f"video.max_seconds={arguments.max_seconds}", *arguments.settings]
+    split = profile_split(arguments.video_dir, settings)
     print(format_split(split))
+    if arguments.json is not None:
+        from bench.record import write_record
+
+        write_record(arguments.json, {"video_dir": str(arguments.video_dir), "settings": settings, **split})
     print(json.dumps(split))
 
 

@@ -26,7 +26,7 @@ from cctrack.device import resolve_device
 from cctrack.embed import IMAGENET_BASELINE, embed_tracklets, load_embedder, model_identity
 from cctrack.errors import CctrackError
 from cctrack.link import center_per_camera, link_tracklets, tracklet_seconds
-from cctrack.link.evidence import PAIRS_PER_CAMERA_PAIR, _camera_pair_samples
+from cctrack.link.evidence import PAIRS_PER_CAMERA_PAIR, camera_pair_samples
 from cctrack.link.layout import CameraLayout
 from cctrack.outdir import output_lock
 from cctrack.link.corrections import resolve_corrections
@@ -99,7 +99,7 @@ def stranger_similarity(table: TrackletTable, descriptors: np.ndarray, seed: int
     rng = np.random.default_rng(seed)
     cameras = len(table.camera_names)
     keys = [(i, j) for i in range(cameras) for j in range(i + 1, cameras)] or [(0, 0)]
-    first, second = zip(*(_camera_pair_samples(table, key, start, end, rng, PAIRS_PER_CAMERA_PAIR) for key in keys))
+    first, second = zip(*(camera_pair_samples(table, key, start, end, rng, PAIRS_PER_CAMERA_PAIR) for key in keys))
     first, second = np.concatenate(first), np.concatenate(second)
     if len(first) < 10:
         raise CctrackError(f"adapt needs at least 10 stranger pairs to carry the calibration over, the run has {len(first)}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -200,11 +201,15 @@ def cut_crop(frame: np.ndarray, box: np.ndarray) -> np.ndarray | None:
     return np.ascontiguousarray(frame[y0:y1, x0:x1])
 
 
-def spread_in_time(candidates: list[tuple[float, int, np.ndarray]], count: int) -> list[tuple[float, int, np.ndarray]]:
-    """Best-first, but skip a candidate that sits next to an already chosen frame while others remain:
-    neighbouring frames add little to a tracklet's mean embedding."""
+Payload = TypeVar("Payload")
+
+
+def spread_in_time(candidates: list[tuple[float, int, Payload]], count: int) -> list[tuple[float, int, Payload]]:
+    """(quality, frame, payload) candidates, `count` of them chosen best-first, but skipping a candidate that
+    sits next to an already chosen frame while others remain: neighbouring frames add little to a
+    tracklet's mean embedding. The payload (a crop, or a stored crop and its embedding) rides along."""
     ranked = sorted(candidates, key=lambda entry: (-entry[0], entry[1]))
-    chosen: list[tuple[float, int, np.ndarray]] = []
+    chosen: list[tuple[float, int, Payload]] = []
     deferred = []
     for entry in ranked:
         if any(abs(entry[1] - other[1]) <= 1 for other in chosen):

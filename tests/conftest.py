@@ -111,3 +111,17 @@ def frame_count(path: Path) -> int:
     count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
     capture.release()
     return count
+
+
+def interrupt_detection_at_call(detector, monkeypatch, call: int) -> None:
+    """Make the detector's `call`-th detect() raise KeyboardInterrupt, as Ctrl-C in the middle of tracking."""
+    calls = {"count": 0}
+    detect = detector.detect
+
+    def detect_then_interrupt(frames):
+        calls["count"] += 1
+        if calls["count"] == call:
+            raise KeyboardInterrupt
+        return detect(frames)
+
+    monkeypatch.setattr(detector, "detect", detect_then_interrupt)

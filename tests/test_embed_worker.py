@@ -20,7 +20,7 @@ from cctrack.track import track_cameras
 from cctrack.track.tracker import TrackerSettings
 from cctrack.tracklets import Tracklet
 from cctrack.video import discover_cameras
-from tests.conftest import read_sample_frames, write_video
+from tests.conftest import interrupt_detection_at_call, read_sample_frames, write_video
 
 
 @pytest.fixture(scope="module")
@@ -132,16 +132,7 @@ def test_ctrl_c_while_tracking_stops_the_embedding_worker_too(short_sample, embe
 
     config = load_config(None, ["detector.image_size=320", "detector.runtime=torch"])
     detector = PersonDetector(config.detector, torch.device("cpu"))
-    calls = {"count": 0}
-    detect = detector.detect
-
-    def detect_then_interrupt(frames):
-        calls["count"] += 1
-        if calls["count"] == 5:
-            raise KeyboardInterrupt
-        return detect(frames)
-
-    monkeypatch.setattr(detector, "detect", detect_then_interrupt)
+    interrupt_detection_at_call(detector, monkeypatch, 5)
     cameras = discover_cameras(short_sample)
     checkpoint = TrackingCheckpoint(tmp_path, "key", cameras, 0.0, lambda tracklet: None)
     with pytest.raises(KeyboardInterrupt):

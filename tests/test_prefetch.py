@@ -17,7 +17,7 @@ from cctrack.prefetch import Prefetched
 from cctrack.track import track_cameras
 from cctrack.track.tracker import TrackerSettings
 from cctrack.video import discover_cameras, read_frames
-from tests.conftest import good_and_truncated_cameras
+from tests.conftest import good_and_truncated_cameras, interrupt_detection_at_call
 
 
 def readers_alive() -> list[str]:
@@ -79,16 +79,7 @@ def test_a_truncated_camera_stops_tracking_with_its_error_and_no_thread_is_left(
 
 
 def test_ctrl_c_during_tracking_leaves_no_reader_thread(short_sample, detector, monkeypatch):
-    calls = {"count": 0}
-    detect = detector.detect
-
-    def detect_then_interrupt(frames):
-        calls["count"] += 1
-        if calls["count"] == 2:
-            raise KeyboardInterrupt
-        return detect(frames)
-
-    monkeypatch.setattr(detector, "detect", detect_then_interrupt)
+    interrupt_detection_at_call(detector, monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         track_cameras(discover_cameras(short_sample), detector, TrackerSettings(), show_progress=False)
     assert not readers_alive()

@@ -85,7 +85,7 @@ def prior_log_odds(table: TrackletTable, pair_a: np.ndarray, pair_b: np.ndarray,
 MIN_NULL_PAIRS = 10
 
 
-def _camera_pair_samples(table: TrackletTable, key: tuple[int, int], start: np.ndarray, end: np.ndarray,
+def camera_pair_samples(table: TrackletTable, key: tuple[int, int], start: np.ndarray, end: np.ndarray,
                          rng: np.random.Generator, limit: int) -> tuple[np.ndarray, np.ndarray]:
     """Pairs of distinct tracklets of cameras key[0] and key[1] (all of them, or `limit` at random); for
     one camera only pairs seen at different times, as re-entry candidates are."""
@@ -109,7 +109,7 @@ def appearance_null(table: TrackletTable, embeddings: np.ndarray, start: np.ndar
     null = {}
     for i in range(cameras):
         for j in range(i, cameras):
-            first, second = _camera_pair_samples(table, (i, j), start, end, rng, PAIRS_PER_CAMERA_PAIR)
+            first, second = camera_pair_samples(table, (i, j), start, end, rng, PAIRS_PER_CAMERA_PAIR)
             if len(first) < MIN_NULL_PAIRS:
                 continue
             null[(i, j)] = robust_centre_spread(np.einsum("ij,ij->i", embeddings[first], embeddings[second]))
@@ -227,7 +227,7 @@ def fit_transit_model(table: TrackletTable, start: np.ndarray, end: np.ndarray, 
     patterns = {}
     for key in sorted({(int(i), int(j)) for i, j in zip(low[confident], high[confident])}):
         matches = gaps[confident & (low == key[0]) & (high == key[1])]
-        first, second = _camera_pair_samples(table, key, start, end, rng, PAIRS_PER_CAMERA_PAIR)
+        first, second = camera_pair_samples(table, key, start, end, rng, PAIRS_PER_CAMERA_PAIR)
         random = signed_gaps(first, second, start, end)
         random = _log_gap(random[random <= window])
         if len(random) < 2:
