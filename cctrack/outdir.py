@@ -113,10 +113,9 @@ def _remove_except(root: Path, relative: Path, kept: set[Path]) -> None:
         path.unlink()
 
 
-def claim_for_run(out_dir: Path, cameras: list[Camera], overwrite: bool, keep: tuple[str, ...] = ()) -> None:
-    """Make out_dir this run's (call with the lock held): refuse a folder of another run unless
-    `overwrite`, or a non-empty folder that holds no run; clear the old run's outputs, but for `keep`
-    when the old run was of these same inputs; record the inputs."""
+def refuse_foreign_folder(out_dir: Path, cameras: list[Camera], overwrite: bool) -> None:
+    """Refuse (unless `overwrite`) a folder of another run, or a non-empty folder that holds no run: before
+    any work, and again when claiming it."""
     current = inputs_fingerprint(cameras)
     recorded = _recorded_inputs(out_dir)
     # corrections.yaml is a person's, read by the run: a folder holding only it is still a new one.
@@ -129,6 +128,15 @@ def claim_for_run(out_dir: Path, cameras: list[Camera], overwrite: bool, keep: t
             f"output folder {out_dir} holds a run of other videos ({_describe(recorded)}); "
             "use --overwrite to replace it, or choose another --out folder"
         )
+
+
+def claim_for_run(out_dir: Path, cameras: list[Camera], overwrite: bool, keep: tuple[str, ...] = ()) -> None:
+    """Make out_dir this run's (call with the lock held): refuse a folder of another run unless
+    `overwrite`, or a non-empty folder that holds no run; clear the old run's outputs, but for `keep`
+    when the old run was of these same inputs; record the inputs."""
+    refuse_foreign_folder(out_dir, cameras, overwrite)
+    current = inputs_fingerprint(cameras)
+    recorded = _recorded_inputs(out_dir)
     same = recorded is not None and _same_inputs(recorded, current)
     clear_run_outputs(out_dir, keep if same else ())
     write_json_atomic(out_dir / INPUTS_RECORD, {"inputs": current, "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")})

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import json
 import shutil
 import sys
 from dataclasses import asdict, dataclass
@@ -26,7 +28,7 @@ import torch
 from cctrack import cache
 from cctrack.config import RunConfig
 from cctrack.detect import PersonDetector
-from cctrack.detector_size import choose_image_size
+from cctrack.detector_size import CANDIDATE_SIZES, choose_image_size
 from cctrack.device import resolve_device
 from cctrack.distributed import PIECES_FOLDER, RaySettings, track_on_ray, worker_embeddings
 from cctrack.draw import write_annotated_videos
@@ -35,14 +37,14 @@ from cctrack.embed_worker import BackgroundEmbedding
 from cctrack.errors import CctrackError
 from cctrack.export import check_crops_present, identities_document, write_identities
 from cctrack.mot import write_mot_files
-from cctrack.files import sha256_of, write_text_atomic
+from cctrack.files import sha256_of, write_json_atomic, write_text_atomic
 from cctrack.link.layout import CameraLayout
 from cctrack.link import link_tracklets
 from cctrack.link.corrections import Corrections, load_corrections, resolve_corrections
 from cctrack.record import CameraRecord, ModelRecord, RunRecord
 from cctrack.report import write_report
 from cctrack.outdir import (CORRECTIONS_NAME, check_output_location, claim_for_run, inputs_fingerprint, output_lock,
-                            space_warning)
+                            refuse_foreign_folder, space_warning)
 from cctrack.track import CameraTracks, track_cameras
 from cctrack.track.checkpoint import RESUME_FOLDER, TrackingCheckpoint, checkpoint_key, tracking_key
 from cctrack.table import TrackletTable
@@ -112,11 +114,14 @@ def run(video_dir: Path, out_dir: Path, config: RunConfig, show_progress: bool =
     embedder = _load_configured_embedder(config, device) if config.export.link else None
     detector = PersonDetector(config.detector, device)
     with output_lock(out_dir, "run"):
-        config = _with_detector_size(config, cameras, detector, show_progress)
+        refuse_foreign_folder(out_dir, cameras, overwrite)  # before the size probe, the first work
         detector_sha256 = sha256_of(detector.weights_path)
+        config, size_record = _with_detector_size(config, cameras, detector, detector_sha256, out_dir, show_progress)
         key = tracking_key({"inputs": inputs_fingerprint(cameras), "settings": _tracking_settings(config),
                             "detector_sha256": detector_sha256, "device": str(device)})
         claim_for_run(out_dir, cameras, overwrite, keep=_continuable(out_dir, key))
+        if size_record is not None:  # a rerun or resume of this run skips the probe
+            write_json_atomic(out_dir / SIZE_RECORD, size_record)
         seconds = [frames_available(c, config.video.max_frames, config.video.max_seconds) / c.fps for c in cameras]
         warning = space_warning(out_dir, cameras, seconds, config.export.video)
         if warning:
@@ -126,16 +131,53 @@ def run(video_dir: Path, out_dir: Path, config: RunConfig, show_progress: bool =
         return _export(_Job(out_dir, config, device, embedder, corrections, show_progress), table, record)
 
 
-def _with_detector_size(config: RunConfig, cameras: list[Camera], detector: PersonDetector, show_progress: bool) -> RunConfig:
+SIZE_RECORD = Path("cache") / "detector_size.json"
+
+
+def _with_detector_size(config: RunConfig, cameras: list[Camera], detector: PersonDetector, detector_sha256: str,
+                        out_dir: Path, show_progress: bool) -> tuple[RunConfig, dict | None]:
     """The config with `detector.image_size: auto` replaced by the size this footage needs (and the detector
-    set to it), so that tracking, its resume key, Ray workers and the run record all see one number."""
+    set to it), so that tracking, its resume key, Ray workers and the run record all see one number; and
+    the record of that choice to keep in out_dir (None for a configured size). The choice of an earlier run
+    in out_dir is re-used when everything the probe depends on is the same (a resumed run)."""
     if config.detector.image_size != "auto":
-        return config
-    choice = choose_image_size(cameras, detector.count_people, config.video.max_frames, config.video.max_seconds)
-    detector.use_image_size(choice.image_size)
+        return config, None
+    key = _size_probe_key(cameras, config, detector_sha256, str(detector.device))
+    image_size = _recorded_size(out_dir, key)
+    if image_size is None:
+        choice = choose_image_size(cameras, detector.count_people, config.video.max_frames, config.video.max_seconds)
+        image_size = choice.image_size
+        message = choice.summary()
+    else:
+        message = f"detector input size {image_size} px, as chosen from this footage by the earlier run in {out_dir}"
+    detector.use_image_size(image_size)
     if show_progress:
-        print(choice.summary(), file=sys.stderr, flush=True)
-    return dataclasses.replace(config, detector=dataclasses.replace(config.detector, image_size=choice.image_size))
+        print(message, file=sys.stderr, flush=True)
+    config = dataclasses.replace(config, detector=dataclasses.replace(config.detector, image_size=image_size))
+    return config, {"key": key, "image_size": image_size}
+
+
+def _size_probe_key(cameras: list[Camera], config: RunConfig, detector_sha256: str, device: str) -> str:
+    from cctrack import detector_size
+
+    probe = {"inputs": inputs_fingerprint(cameras), "max_frames": config.video.max_frames,
+             "max_seconds": config.video.max_seconds, "detector_sha256": detector_sha256, "device": device,
+             "min_score": config.detector.min_score, "nms_iou": config.detector.nms_iou,
+             "rule": [detector_size.CANDIDATE_SIZES, detector_size.PROBE_FRAMES, detector_size.PROBE_MIN_SCORE,
+                      detector_size.ENOUGH_SHARE, detector_size.MIDDLE_SIZE]}
+    return hashlib.sha256(json.dumps(probe, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _recorded_size(out_dir: Path, key: str) -> int | None:
+    """The size an earlier run in out_dir chose under the same probe key, else None (none, another key,
+    or an unreadable record: the probe runs again)."""
+    try:
+        record = json.loads((out_dir / SIZE_RECORD).read_text())
+        if record.get("key") == key and record.get("image_size") in CANDIDATE_SIZES:
+            return int(record["image_size"])
+    except (OSError, ValueError, AttributeError, TypeError):
+        pass
+    return None
 
 
 def _tracking_settings(config: RunConfig) -> dict:

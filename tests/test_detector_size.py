@@ -1,6 +1,7 @@
 """detector.image_size: auto follows the footage: the smallest size at which the detector finds nearly all the
 people it finds at any size, on real frames."""
 
+import json
 from pathlib import Path
 
 import cv2
@@ -12,7 +13,8 @@ from cctrack.config import load_config
 from cctrack.detect import DetectorSettings, PersonDetector
 from cctrack import detector_size
 from cctrack.detector_size import MIDDLE_SIZE, PROBE_FRAMES, choose_image_size, probe_frames, size_for_camera
-from cctrack.pipeline import _with_detector_size
+from cctrack.errors import CctrackError
+from cctrack.pipeline import SIZE_RECORD, _with_detector_size
 from cctrack.video import discover_cameras, read_frames
 from tests.conftest import SAMPLE_DIR
 
@@ -79,25 +81,66 @@ def test_the_run_uses_the_largest_size_any_camera_needs(monkeypatch):
     assert choose_image_size(cameras, lambda frames, size, score: 1 / 0).image_size == MIDDLE_SIZE
 
 
-def test_a_run_resolves_auto_once_and_keeps_an_explicit_size():
-    class Detector:
-        def __init__(self):
-            self.probed, self.size = 0, None
+class CountingDetector:
+    """Finds 3 people at 640 px and 10 at the larger sizes; counts its probe calls."""
 
-        def count_people(self, frames, size, score):
-            self.probed += 1
-            return {640: 3, 960: 10, 1280: 10}[size]
+    device = torch.device("cpu")
 
-        def use_image_size(self, size):
-            self.size = size
+    def __init__(self):
+        self.probed, self.size = 0, None
 
+    def count_people(self, frames, size, score):
+        self.probed += 1
+        return {640: 3, 960: 10, 1280: 10}[size]
+
+    def use_image_size(self, size):
+        self.size = size
+
+
+def test_a_run_resolves_auto_once_and_keeps_an_explicit_size(tmp_path):
     cameras = [c for c in discover_cameras(SAMPLE_DIR) if c.name == "cam_left"]
-    auto, fake = load_config(None), Detector()
+    auto, fake = load_config(None), CountingDetector()
     assert auto.detector.image_size == "auto"
-    resolved = _with_detector_size(auto, cameras, fake, show_progress=False)
-    assert resolved.detector.image_size == 960 and fake.size == 960 and fake.probed == 3
-    fixed, fake = load_config(None, ["detector.image_size=1280"]), Detector()
-    assert _with_detector_size(fixed, cameras, fake, show_progress=False) is fixed and fake.probed == 0
+    resolved, record = _with_detector_size(auto, cameras, fake, "sha", tmp_path, show_progress=False)
+    assert resolved.detector.image_size == 960 and fake.size == 960 and fake.probed == 3 and record["image_size"] == 960
+    fixed, fake = load_config(None, ["detector.image_size=1280"]), CountingDetector()
+    assert _with_detector_size(fixed, cameras, fake, "sha", tmp_path, show_progress=False) == (fixed, None)
+    assert fake.probed == 0
+
+
+def test_a_rerun_of_the_same_footage_and_settings_reuses_the_choice_and_any_change_probes_again(tmp_path):
+    cameras = [c for c in discover_cameras(SAMPLE_DIR) if c.name == "cam_left"]
+    config, first = load_config(None), CountingDetector()
+    _, record = _with_detector_size(config, cameras, first, "sha", tmp_path, show_progress=False)
+    (tmp_path / SIZE_RECORD).parent.mkdir()
+    (tmp_path / SIZE_RECORD).write_text(json.dumps({**record, "image_size": 1280}))  # tell the reuse from a probe
+    again = CountingDetector()
+    resolved, _ = _with_detector_size(config, cameras, again, "sha", tmp_path, show_progress=False)
+    assert again.probed == 0 and again.size == 1280 and resolved.detector.image_size == 1280
+    for changed, weights in [(load_config(None, ["video.max_frames=100"]), "sha"), (config, "other weights")]:
+        fake = CountingDetector()
+        resolved, _ = _with_detector_size(changed, cameras, fake, weights, tmp_path, show_progress=False)
+        assert fake.probed == 3 and resolved.detector.image_size == 960
+    (tmp_path / SIZE_RECORD).write_text("{not json")
+    fake = CountingDetector()
+    assert _with_detector_size(config, cameras, fake, "sha", tmp_path, show_progress=False)[0].detector.image_size == 960
+    assert fake.probed == 3
+
+
+def test_a_folder_of_another_run_is_refused_before_the_probe(tmp_path, monkeypatch):
+    import cctrack.pipeline as pipeline
+    from cctrack.outdir import claim_for_run
+
+    out = tmp_path / "out"
+    out.mkdir()
+    claim_for_run(out, [c for c in discover_cameras(SAMPLE_DIR) if c.name == "cam_left"], overwrite=False)
+
+    def probe(*args, **kwargs):
+        raise AssertionError("probed a folder that belongs to another run")
+
+    monkeypatch.setattr(pipeline, "choose_image_size", probe)
+    with pytest.raises(CctrackError, match="holds a run of other videos"):
+        pipeline.run(SAMPLE_DIR, out, load_config(None, ["export.link=false", "detector.runtime=torch"]), show_progress=False)
 
 
 def test_a_detector_left_on_auto_chooses_from_the_first_frames_it_sees(detector, cam_right_frames):
