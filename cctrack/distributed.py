@@ -76,6 +76,7 @@ class Piece:
     own_from: int
     own_to: int
     stride: int
+    chunks: int = 1  # how many pieces its camera was cut into
 
     @property
     def lead_in_frames(self) -> int:
@@ -105,8 +106,10 @@ def plan_pieces(cameras: list[Camera], config: RunConfig, chunk_seconds: float |
             continue
         length = max(stride, round(chunk_seconds * camera.fps / stride) * stride)
         overlap = int(np.ceil(overlap_seconds * camera.fps / stride)) * stride
-        for index, own_from in enumerate(range(0, available, length)):
-            pieces.append(Piece(camera, index, max(0, own_from - overlap), own_from, min(own_from + length, available), stride))
+        starts = range(0, available, length)
+        for index, own_from in enumerate(starts):
+            pieces.append(Piece(camera, index, max(0, own_from - overlap), own_from, min(own_from + length, available), stride,
+                                len(starts)))
     return pieces
 
 
@@ -334,7 +337,9 @@ def _worker_environment() -> dict:
 
 def _piece_error(piece: Piece, error: Exception) -> CctrackError:
     cause = getattr(error, "cause", None) or error
-    where = f"camera {piece.camera.name}" + (f" (chunk {piece.index})" if piece.index or piece.own_to < piece.camera.frame_count else "")
+    where = f"camera {piece.camera.name}"
+    if piece.chunks > 1:
+        where += f" (chunk {piece.index + 1} of {piece.chunks}, frames {piece.own_from}-{piece.own_to - 1})"
     if isinstance(cause, CctrackError):
         return CctrackError(f"{where}: {cause}")
     return CctrackError(f"{where}: the Ray task failed: {type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}")

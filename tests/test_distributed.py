@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from cctrack.cli import app
 from cctrack.config import load_config
-from cctrack.distributed import KILL_FIRST_ATTEMPT_ENV, PIECES_FOLDER, RaySettings, plan_pieces, stitch, track_piece
+from cctrack.distributed import KILL_FIRST_ATTEMPT_ENV, PIECES_FOLDER, RaySettings, _piece_error, plan_pieces, stitch, track_piece
+from cctrack.errors import CctrackError
 from cctrack.evaluate import evaluate_camera
 from cctrack.mot import read_mot_txt
 from cctrack.pipeline import run
@@ -50,6 +51,17 @@ def test_pieces_cover_every_frame_once_with_a_lead_in_on_stride_multiples(short_
         assert [p.own_from - p.read_from for p in own] == [0, 4, 4, 4]  # 0.3 s at 10 fps, rounded up to the stride
     whole = plan_pieces(cameras, config, chunk_seconds=None, overlap_seconds=3.0)
     assert [(p.read_from, p.own_from, p.own_to) for p in whole] == [(0, 0, 25)] * 2
+
+
+def test_a_failed_piece_names_its_camera_and_only_a_real_chunk(short_sample):
+    cameras = discover_cameras(short_sample)
+    config = load_config(None, ["video.max_frames=25"])  # fewer frames than the videos have
+    failure = RuntimeError("decoder crashed\nsecond line")
+    chunked = plan_pieces(cameras[:1], config, chunk_seconds=0.8, overlap_seconds=0.3)
+    assert str(_piece_error(chunked[1], failure)) == (
+        f"camera {cameras[0].name} (chunk 2 of 4, frames 8-15): the Ray task failed: RuntimeError: decoder crashed")
+    (whole,) = plan_pieces(cameras[:1], config, chunk_seconds=None, overlap_seconds=0.3)
+    assert str(_piece_error(whole, CctrackError("no space left on device"))) == f"camera {cameras[0].name}: no space left on device"
 
 
 def _same_outputs(first: Path, second: Path) -> None:
