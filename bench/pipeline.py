@@ -36,6 +36,7 @@ from bench.profile_split import format_split
 from bench.record import REPOSITORY, write_record
 from bench.scale import four_cameras
 from bench.stress import make_hue_rotated_copy
+from cctrack import cache
 from cctrack.config import load_config
 from cctrack.detect import DetectorSettings, PersonDetector, bundled_weights_path
 from cctrack.detector_size import choose_image_size
@@ -81,7 +82,7 @@ def cctrack_run(video_dir: Path, out_dir: Path, frames: int | None, device: str)
 
 def run_image_size(out_dir: Path) -> int:
     """The detector input size the run in out_dir used (its record)."""
-    return int(json.loads((out_dir / "cache" / "run.json").read_text())["config"]["detector"]["image_size"])
+    return int(cache.load_run_info(out_dir).config["detector"]["image_size"])
 
 
 def auto_image_size(video_dir: Path, frames: int | None, device: str) -> int:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import shutil
 import sys
@@ -28,7 +27,8 @@ import torch
 from cctrack import cache
 from cctrack.config import RunConfig
 from cctrack.detect import PersonDetector
-from cctrack.detector_size import CANDIDATE_SIZES, choose_image_size
+from cctrack.detector_size import (CANDIDATE_SIZES, ENOUGH_SHARE, MIDDLE_SIZE, PROBE_FRAMES, PROBE_MIN_SCORE,
+                                   choose_image_size)
 from cctrack.device import resolve_device
 from cctrack.distributed import PIECES_FOLDER, RaySettings, track_on_ray, worker_embeddings
 from cctrack.draw import write_annotated_videos
@@ -158,14 +158,10 @@ def _with_detector_size(config: RunConfig, cameras: list[Camera], detector: Pers
 
 
 def _size_probe_key(cameras: list[Camera], config: RunConfig, detector_sha256: str, device: str) -> str:
-    from cctrack import detector_size
-
-    probe = {"inputs": inputs_fingerprint(cameras), "max_frames": config.video.max_frames,
-             "max_seconds": config.video.max_seconds, "detector_sha256": detector_sha256, "device": device,
-             "min_score": config.detector.min_score, "nms_iou": config.detector.nms_iou,
-             "rule": [detector_size.CANDIDATE_SIZES, detector_size.PROBE_FRAMES, detector_size.PROBE_MIN_SCORE,
-                      detector_size.ENOUGH_SHARE, detector_size.MIDDLE_SIZE]}
-    return hashlib.sha256(json.dumps(probe, sort_keys=True, default=str).encode()).hexdigest()
+    return tracking_key({"inputs": inputs_fingerprint(cameras), "max_frames": config.video.max_frames,
+                         "max_seconds": config.video.max_seconds, "detector_sha256": detector_sha256, "device": device,
+                         "min_score": config.detector.min_score, "nms_iou": config.detector.nms_iou,
+                         "rule": [CANDIDATE_SIZES, PROBE_FRAMES, PROBE_MIN_SCORE, ENOUGH_SHARE, MIDDLE_SIZE]})
 
 
 def _recorded_size(out_dir: Path, key: str) -> int | None:
