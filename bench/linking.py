@@ -123,6 +123,19 @@ def pair_auc(out_dir: Path, table: TrackletTable, person: np.ndarray, overrides:
     return roc_auc(log_odds, person[a] == person[b])
 
 
+def descriptor_quality(out_dir: Path, gt_dir: Path, person: np.ndarray, table: TrackletTable, overrides: list[str]) -> dict:
+    """link_quality of the default settings with this descriptor, its pair AUC and the oracle sweep."""
+    relink_with(out_dir, overrides)
+    row = link_quality(out_dir, gt_dir, person, table)
+    row["cross_camera_pair_auc"] = float(pair_auc(out_dir, table, person, overrides))
+    sweep = {}
+    for probability in ORACLE_PROBABILITIES:
+        relink_with(out_dir, overrides + [f"link.min_probability={probability}"])
+        sweep[str(probability)] = float(evaluate_run(gt_dir, out_dir).multi_camera["idf1"])
+    row["oracle_min_probability_sweep"] = sweep
+    return row
+
+
 def relink_with(out_dir: Path, overrides: list[str]) -> None:
     relink(out_dir, load_config(None, overrides + ["device=cpu", "export.video=false"]), show_progress=False)
 
@@ -146,16 +159,8 @@ def main() -> None:
             run(videos, out_dir, load_config(None, ["export.video=false", "device=cpu"]), show_progress=False)
         table = cache.load_tracklets(out_dir, cache.load_run_info(out_dir))
         person = ground_truth_person(table, gt_dir)
-        rows = {}
-        for descriptor, overrides in DESCRIPTORS.items():
-            relink_with(out_dir, overrides)
-            rows[descriptor] = link_quality(out_dir, gt_dir, person, table)
-            rows[descriptor]["cross_camera_pair_auc"] = float(pair_auc(out_dir, table, person, overrides))
-            sweep = {}
-            for probability in ORACLE_PROBABILITIES:
-                relink_with(out_dir, overrides + [f"link.min_probability={probability}"])
-                sweep[str(probability)] = float(evaluate_run(gt_dir, out_dir).multi_camera["idf1"])
-            rows[descriptor]["oracle_min_probability_sweep"] = sweep
+        rows = {descriptor: descriptor_quality(out_dir, gt_dir, person, table, overrides)
+                for descriptor, overrides in DESCRIPTORS.items()}
         relink_with(out_dir, ["link.distance_threshold=1e-9"])
         rows["no linking"] = link_quality(out_dir, gt_dir, person, table)
         relink_with(out_dir, [])  # leave the folder as the default run makes it

@@ -226,21 +226,39 @@ def _with_state(state: torch.Tensor, shift, image: torch.Tensor) -> torch.Tensor
 Embed = Callable[[list[np.ndarray]], np.ndarray]  # BGR uint8 crops -> (N, D) L2-normalised features
 
 
-def fit_calibration(embed: Embed, samples: Sequence[Sample], feature: str = "bnneck") -> LinkCalibration:
-    """Fit the link calibration of a descriptor (`embed`, as the app calls it) on `samples` of identities
-    it never trained on, seen by at least two cameras."""
+@dataclass(frozen=True)
+class CalibrationPairs:
+    """Every cross-camera pair of calibration tracklets: its similarity and the two identities."""
+
+    similarity: np.ndarray  # (P,) cosine of the per-camera centred tracklet descriptors
+    pid_a: np.ndarray  # (P,)
+    pid_b: np.ndarray  # (P,)
+
+    @property
+    def same(self) -> np.ndarray:
+        return self.pid_a == self.pid_b
+
+
+def calibration_pairs(embed: Embed, samples: Sequence[Sample]) -> CalibrationPairs:
+    """The pairs a calibration is fitted on: `samples` degraded like surveillance crops, grouped into
+    tracklets, embedded as the app does (`embed`), every cross-camera pair of tracklets."""
     crop_features = np.asarray(embed(degraded_crops(samples)), np.float32)
     tracklets, pids, cameras = calibration_tracklets(samples)
     descriptors = np.stack([crop_features[rows].mean(axis=0) for rows in tracklets])
     descriptors /= np.maximum(np.linalg.norm(descriptors, axis=1, keepdims=True), 1e-12)
     descriptors = center_per_camera(descriptors, cameras)
-    similarity = descriptors @ descriptors.T
     cross_camera = cameras[:, None] != cameras[None, :]
-    upper = np.triu(np.ones_like(cross_camera), k=1) & cross_camera
-    same = (pids[:, None] == pids[None, :])[upper]
+    first, second = np.nonzero(np.triu(np.ones_like(cross_camera), k=1) & cross_camera)
+    return CalibrationPairs((descriptors @ descriptors.T)[first, second], pids[first], pids[second])
+
+
+def fit_calibration(embed: Embed, samples: Sequence[Sample], feature: str = "bnneck") -> LinkCalibration:
+    """Fit the link calibration of a descriptor (`embed`, as the app calls it) on `samples` of identities
+    it never trained on, seen by at least two cameras."""
+    pairs = calibration_pairs(embed, samples)
+    same, pair_similarity = pairs.same, pairs.similarity
     if same.sum() == 0 or (~same).sum() == 0:
         raise ReidError("calibration needs identities seen by two cameras, and more than one identity")
-    pair_similarity = similarity[upper]
     slope, intercept = fit_logistic(pair_similarity, same)
     auc = roc_auc(pair_similarity, same)
     centre, spread = robust_centre_spread(pair_similarity[~same])

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from reid.augment import AugmentSettings, augment_batch, blur, downscale, jpeg, recolour_garments, recolour_matrices, shift_colour
-from reid.calibration import LinkCalibration, fit_calibration, fit_logistic, fit_monotone_curve, roc_auc
+from reid.calibration import LinkCalibration, calibration_pairs, fit_calibration, fit_logistic, fit_monotone_curve, roc_auc
 from reid.checkpoint import load_checkpoint, set_weights_extra
 from reid.datasets import load_dataset
 from reid.embedder import Embedder
@@ -149,9 +149,8 @@ def test_monotone_curve_follows_the_counts_and_never_falls():
     assert calibration.log_likelihood_ratio(2.0) == log_lr[-1] and calibration.log_likelihood_ratio(-2.0) == log_lr[0]
 
 
-def test_calibration_of_a_perfect_descriptor_separates_people(cuhk03_root):
-    _, samples = split_calibration_ids(load_dataset("cuhk03", cuhk03_root).train, 4)
-    # An oracle that sees the identity through any degradation: one random direction per person.
+def oracle_embed(samples):
+    """An embed() that sees the identity through any degradation: one random direction per person."""
     directions = np.random.default_rng(1).normal(size=(100, 16))
     pid_of_crop = iter([s.pid for s in samples])
 
@@ -159,10 +158,27 @@ def test_calibration_of_a_perfect_descriptor_separates_people(cuhk03_root):
         vectors = np.stack([directions[next(pid_of_crop)] for _ in crops])
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
-    calibration = fit_calibration(embed, samples)
+    return embed
+
+
+def test_calibration_of_a_perfect_descriptor_separates_people(cuhk03_root):
+    _, samples = split_calibration_ids(load_dataset("cuhk03", cuhk03_root).train, 4)
+    calibration = fit_calibration(oracle_embed(samples), samples)
     assert calibration.roc_auc == 1.0 and calibration.slope > 5 and calibration.curve_log_lr[-1] > 0
     assert calibration.log_likelihood_ratio(1.0) > 0 > calibration.log_likelihood_ratio(calibration.negative_centre)
     assert LinkCalibration.from_dict(calibration.as_dict()) == calibration
+
+
+def test_calibration_pairs_are_the_cross_camera_tracklet_pairs_with_their_identities(cuhk03_root):
+    _, samples = split_calibration_ids(load_dataset("cuhk03", cuhk03_root).train, 4)
+    pairs = calibration_pairs(oracle_embed(samples), samples)
+    pids = sorted({s.pid for s in samples})
+    assert len({(s.pid, s.camid) for s in samples}) == 2 * len(pids)  # each person in both views
+    assert len(pairs.similarity) == len(pids) ** 2  # every cross-camera pair, each once
+    assert set(pairs.pid_a.tolist()) | set(pairs.pid_b.tolist()) == set(pids)
+    assert pairs.same.sum() == len(pids)
+    # The oracle's same-person pairs are the most alike (per-camera centring keeps that order).
+    assert pairs.similarity[pairs.same].min() > pairs.similarity[~pairs.same].max()
 
 
 @pytest.fixture(scope="module")
