@@ -113,10 +113,9 @@ def _remove_except(root: Path, relative: Path, kept: set[Path]) -> None:
         path.unlink()
 
 
-def refuse_foreign_folder(out_dir: Path, cameras: list[Camera], overwrite: bool) -> tuple[list[dict], list[dict] | None]:
-    """Refuse (unless `overwrite`) a folder of another run, or a non-empty folder that holds no run: before
-    any work, and again when claiming it. Returns the inputs of this run and those recorded in out_dir."""
-    current = inputs_fingerprint(cameras)
+def refuse_foreign_folder(out_dir: Path, current: list[dict], overwrite: bool) -> list[dict] | None:
+    """Refuse (unless `overwrite`) a folder of another run, or a non-empty folder that holds no run, before
+    any work. current: this run's inputs_fingerprint. Returns the inputs recorded in out_dir (None: no run)."""
     recorded = _recorded_inputs(out_dir)
     # corrections.yaml is a person's, read by the run: a folder holding only it is still a new one.
     others = [p.name for p in out_dir.iterdir()
@@ -128,14 +127,12 @@ def refuse_foreign_folder(out_dir: Path, cameras: list[Camera], overwrite: bool)
             f"output folder {out_dir} holds a run of other videos ({_describe(recorded)}); "
             "use --overwrite to replace it, or choose another --out folder"
         )
-    return current, recorded
+    return recorded
 
 
-def claim_for_run(out_dir: Path, cameras: list[Camera], overwrite: bool, keep: tuple[str, ...] = ()) -> None:
-    """Make out_dir this run's (call with the lock held): refuse a folder of another run unless
-    `overwrite`, or a non-empty folder that holds no run; clear the old run's outputs, but for `keep`
-    when the old run was of these same inputs; record the inputs."""
-    current, recorded = refuse_foreign_folder(out_dir, cameras, overwrite)
+def claim_for_run(out_dir: Path, current: list[dict], recorded: list[dict] | None, keep: tuple[str, ...] = ()) -> None:
+    """Make out_dir this run's, after refuse_foreign_folder and with the lock held since: clear the old run's
+    outputs (`recorded` inputs), but for `keep` when the old run was of these same inputs; record the inputs."""
     same = recorded is not None and _same_inputs(recorded, current)
     clear_run_outputs(out_dir, keep if same else ())
     write_json_atomic(out_dir / INPUTS_RECORD, {"inputs": current, "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")})

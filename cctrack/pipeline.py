@@ -114,12 +114,13 @@ def run(video_dir: Path, out_dir: Path, config: RunConfig, show_progress: bool =
     embedder = _load_configured_embedder(config, device) if config.export.link else None
     detector = PersonDetector(config.detector, device)
     with output_lock(out_dir, "run"):
-        refuse_foreign_folder(out_dir, cameras, overwrite)  # before the size probe, the first work
+        inputs = inputs_fingerprint(cameras)
+        recorded_inputs = refuse_foreign_folder(out_dir, inputs, overwrite)  # before the size probe, the first work
         detector_sha256 = sha256_of(detector.weights_path)
-        config, size_record = _with_detector_size(config, cameras, detector, detector_sha256, out_dir, show_progress)
-        key = tracking_key({"inputs": inputs_fingerprint(cameras), "settings": _tracking_settings(config),
+        config, size_record = _with_detector_size(config, cameras, inputs, detector, detector_sha256, out_dir, show_progress)
+        key = tracking_key({"inputs": inputs, "settings": _tracking_settings(config),
                             "detector_sha256": detector_sha256, "device": str(device)})
-        claim_for_run(out_dir, cameras, overwrite, keep=_continuable(out_dir, key))
+        claim_for_run(out_dir, inputs, recorded_inputs, keep=_continuable(out_dir, key))
         if size_record is not None:  # a rerun or resume of this run skips the probe
             write_json_atomic(out_dir / SIZE_RECORD, size_record)
         seconds = [frames_available(c, config.video.max_frames, config.video.max_seconds) / c.fps for c in cameras]
@@ -134,15 +135,15 @@ def run(video_dir: Path, out_dir: Path, config: RunConfig, show_progress: bool =
 SIZE_RECORD = Path("cache") / "detector_size.json"
 
 
-def _with_detector_size(config: RunConfig, cameras: list[Camera], detector: PersonDetector, detector_sha256: str,
-                        out_dir: Path, show_progress: bool) -> tuple[RunConfig, dict | None]:
+def _with_detector_size(config: RunConfig, cameras: list[Camera], inputs: list[dict], detector: PersonDetector,
+                        detector_sha256: str, out_dir: Path, show_progress: bool) -> tuple[RunConfig, dict | None]:
     """The config with `detector.image_size: auto` replaced by the size this footage needs (and the detector
     set to it), so that tracking, its resume key, Ray workers and the run record all see one number; and
     the record of that choice to keep in out_dir (None for a configured size). The choice of an earlier run
     in out_dir is re-used when everything the probe depends on is the same (a resumed run)."""
     if config.detector.image_size != "auto":
         return config, None
-    key = _size_probe_key(cameras, config, detector_sha256, str(detector.device))
+    key = _size_probe_key(inputs, config, detector_sha256, str(detector.device))
     image_size = _recorded_size(out_dir, key)
     if image_size is None:
         choice = choose_image_size(cameras, detector.count_people, config.video.max_frames, config.video.max_seconds)
@@ -157,8 +158,8 @@ def _with_detector_size(config: RunConfig, cameras: list[Camera], detector: Pers
     return config, {"key": key, "image_size": image_size}
 
 
-def _size_probe_key(cameras: list[Camera], config: RunConfig, detector_sha256: str, device: str) -> str:
-    return tracking_key({"inputs": inputs_fingerprint(cameras), "max_frames": config.video.max_frames,
+def _size_probe_key(inputs: list[dict], config: RunConfig, detector_sha256: str, device: str) -> str:
+    return tracking_key({"inputs": inputs, "max_frames": config.video.max_frames,
                          "max_seconds": config.video.max_seconds, "detector_sha256": detector_sha256, "device": device,
                          "min_score": config.detector.min_score, "nms_iou": config.detector.nms_iou,
                          "rule": [CANDIDATE_SIZES, PROBE_FRAMES, PROBE_MIN_SCORE, ENOUGH_SHARE, MIDDLE_SIZE]})

@@ -14,6 +14,7 @@ from cctrack.detect import DetectorSettings, PersonDetector
 from cctrack import detector_size
 from cctrack.detector_size import MIDDLE_SIZE, PROBE_FRAMES, choose_image_size, probe_frames, size_for_camera
 from cctrack.errors import CctrackError
+from cctrack.outdir import claim_for_run, inputs_fingerprint
 from cctrack.pipeline import SIZE_RECORD, _with_detector_size
 from cctrack.video import discover_cameras, read_frames
 from tests.conftest import SAMPLE_DIR
@@ -101,39 +102,38 @@ def test_a_run_resolves_auto_once_and_keeps_an_explicit_size(tmp_path):
     cameras = [c for c in discover_cameras(SAMPLE_DIR) if c.name == "cam_left"]
     auto, fake = load_config(None), CountingDetector()
     assert auto.detector.image_size == "auto"
-    resolved, record = _with_detector_size(auto, cameras, fake, "sha", tmp_path, show_progress=False)
+    resolved, record = _with_detector_size(auto, cameras, inputs_fingerprint(cameras), fake, "sha", tmp_path, show_progress=False)
     assert resolved.detector.image_size == 960 and fake.size == 960 and fake.probed == 3 and record["image_size"] == 960
     fixed, fake = load_config(None, ["detector.image_size=1280"]), CountingDetector()
-    assert _with_detector_size(fixed, cameras, fake, "sha", tmp_path, show_progress=False) == (fixed, None)
+    assert _with_detector_size(fixed, cameras, inputs_fingerprint(cameras), fake, "sha", tmp_path, show_progress=False) == (fixed, None)
     assert fake.probed == 0
 
 
 def test_a_rerun_of_the_same_footage_and_settings_reuses_the_choice_and_any_change_probes_again(tmp_path):
     cameras = [c for c in discover_cameras(SAMPLE_DIR) if c.name == "cam_left"]
     config, first = load_config(None), CountingDetector()
-    _, record = _with_detector_size(config, cameras, first, "sha", tmp_path, show_progress=False)
+    _, record = _with_detector_size(config, cameras, inputs_fingerprint(cameras), first, "sha", tmp_path, show_progress=False)
     (tmp_path / SIZE_RECORD).parent.mkdir()
     (tmp_path / SIZE_RECORD).write_text(json.dumps({**record, "image_size": 1280}))  # tell the reuse from a probe
     again = CountingDetector()
-    resolved, _ = _with_detector_size(config, cameras, again, "sha", tmp_path, show_progress=False)
+    resolved, _ = _with_detector_size(config, cameras, inputs_fingerprint(cameras), again, "sha", tmp_path, show_progress=False)
     assert again.probed == 0 and again.size == 1280 and resolved.detector.image_size == 1280
     for changed, weights in [(load_config(None, ["video.max_frames=100"]), "sha"), (config, "other weights")]:
         fake = CountingDetector()
-        resolved, _ = _with_detector_size(changed, cameras, fake, weights, tmp_path, show_progress=False)
+        resolved, _ = _with_detector_size(changed, cameras, inputs_fingerprint(cameras), fake, weights, tmp_path, show_progress=False)
         assert fake.probed == 3 and resolved.detector.image_size == 960
     (tmp_path / SIZE_RECORD).write_text("{not json")
     fake = CountingDetector()
-    assert _with_detector_size(config, cameras, fake, "sha", tmp_path, show_progress=False)[0].detector.image_size == 960
+    assert _with_detector_size(config, cameras, inputs_fingerprint(cameras), fake, "sha", tmp_path, show_progress=False)[0].detector.image_size == 960
     assert fake.probed == 3
 
 
 def test_a_folder_of_another_run_is_refused_before_the_probe(tmp_path, monkeypatch):
     import cctrack.pipeline as pipeline
-    from cctrack.outdir import claim_for_run
 
     out = tmp_path / "out"
     out.mkdir()
-    claim_for_run(out, [c for c in discover_cameras(SAMPLE_DIR) if c.name == "cam_left"], overwrite=False)
+    claim_for_run(out, inputs_fingerprint([c for c in discover_cameras(SAMPLE_DIR) if c.name == "cam_left"]), None)
 
     def probe(*args, **kwargs):
         raise AssertionError("probed a folder that belongs to another run")
