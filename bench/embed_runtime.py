@@ -42,7 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     embedder = Embedder.from_checkpoint(default_weights_path(), device="cpu", feature="bnneck")
     crops = crops_like_the_app(args.crops)
-    inputs = {batch: [embedder._to_device_batch(crops[i : i + batch]).float().contiguous() for i in range(0, len(crops), batch)]
+    inputs = {batch: [embedder.prepare_batch(crops[i : i + batch]).float().contiguous() for i in range(0, len(crops), batch)]
               for batch in args.batches}
     network = embedder.network.float().to(memory_format=torch.contiguous_format)
 

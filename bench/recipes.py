@@ -18,6 +18,7 @@ reports:
 
     python -m bench.linking                          # once: the tracking runs re-linked here
     python -m bench.recipes runs/cuhk03_light runs/cuhk03_plain
+    python -m bench.recipes runs/cuhk03_strong16 runs/cuhk03_plain runs/soup_strong16_plain.pt   # a `reid average` of two
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from bench.linking import descriptor_quality, ground_truth_person, relink_with
 from bench.record import write_record
 from cctrack import cache
 from cctrack.embed import load_embedder
+from reid.checkpoint import load_checkpoint
 from reid.errors import ReidError
 from reid.evaluate import evaluate_checkpoint
 from reid.pretrained import DEFAULT_WEIGHTS_PATH
@@ -66,13 +68,12 @@ def app_figures(weights: Path, linking_dir: Path) -> dict:
     return figures
 
 
-def recipe_row(weights: Path, config: TrainConfig, shipped: TrainConfig, minutes: float, data_root: Path,
-               linking_dir: Path) -> dict:
+def recipe_row(weights: Path, changes: dict, minutes: float, data_root: Path, linking_dir: Path) -> dict:
     val = evaluate_checkpoint(weights, "cuhk03", data_root, device="cpu")["standard"]
     calibration = load_embedder(weights, "cpu").calibration
     return {
         "weights": str(weights.relative_to(REPOSITORY) if weights.is_relative_to(REPOSITORY) else weights),
-        "changes_from_shipped": recipe_changes(config, shipped),
+        "changes_from_shipped": changes,
         "train_minutes": minutes,
         "val_rank1": 100 * val["rank1"],
         "val_mAP": 100 * val["mAP"],
@@ -80,6 +81,21 @@ def recipe_row(weights: Path, config: TrainConfig, shipped: TrainConfig, minutes
         "calibration_top_log_lr": max(calibration.curve_log_lr),
         "app": app_figures(weights, linking_dir),
     }
+
+
+def candidate_row(candidate: Path, shipped: TrainConfig, data_root: Path, linking_dir: Path) -> dict:
+    """The row of a finished run's folder, or of a weights file `reid average` made from finished runs
+    (its training minutes are theirs together)."""
+    if candidate.is_dir():
+        changes = recipe_changes(run_config(candidate), shipped)
+        return recipe_row((candidate / "model_final.pt").resolve(), changes, wall_minutes(candidate), data_root, linking_dir)
+    ingredients = (load_checkpoint(candidate).get("extra") or {}).get("averaged_from")
+    if not ingredients:
+        raise ReidError(f"{candidate} is neither a training run's folder nor a weights file made by `reid average`")
+    runs = [Path(entry["file"]).parent for entry in ingredients]
+    changes = {"average_of": {str(run): {"share": entry["share"], **recipe_changes(run_config(run), shipped)}
+                              for run, entry in zip(runs, ingredients)}}
+    return recipe_row(candidate.resolve(), changes, sum(wall_minutes(run) for run in runs), data_root, linking_dir)
 
 
 def print_rows(rows: dict[str, dict]) -> None:
@@ -97,7 +113,8 @@ def print_rows(rows: dict[str, dict]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", type=Path, nargs="+", help="finished `reid train --out` folders of candidate recipes")
+    parser.add_argument("runs", type=Path, nargs="+",
+                        help="finished `reid train --out` folders of candidate recipes, or weights files `reid average` made of them")
     parser.add_argument("--data-root", type=Path, default=REPOSITORY.parent / "shared" / "data" / "CUHK03")
     parser.add_argument("--linking", type=Path, default=RESULTS / "linking", help="bench.linking's --out")
     parser.add_argument("--out", type=Path, default=RESULTS / "recipes.json")
@@ -105,11 +122,10 @@ def main() -> None:
     torch.set_num_threads(len(os.sched_getaffinity(0)))
 
     shipped = load_config(SHIPPED_CONFIG)
-    rows = {"shipped": recipe_row(DEFAULT_WEIGHTS_PATH, shipped, shipped, wall_minutes(DEFAULT_WEIGHTS_PATH.parent),
+    rows = {"shipped": recipe_row(DEFAULT_WEIGHTS_PATH, {}, wall_minutes(DEFAULT_WEIGHTS_PATH.parent),
                                   args.data_root, args.linking)}
-    for run in args.runs:
-        rows[run.name] = recipe_row((run / "model_final.pt").resolve(), run_config(run), shipped, wall_minutes(run),
-                                    args.data_root, args.linking)
+    for candidate in args.runs:
+        rows[candidate.stem if candidate.is_file() else candidate.name] = candidate_row(candidate, shipped, args.data_root, args.linking)
     print_rows(rows)
     write_record(args.out, {
         "val_protocol": "CUHK03 detected val (reid eval): 100 ids, query view 0, gallery view 1, flip-averaged f_cssc",

@@ -142,6 +142,34 @@ def calibrate_command(
     typer.echo(calibrate_weights_file(checkpoint, samples, device).summary())
 
 
+@app.command("average")
+@_user_errors
+def average_command(
+    weights: list[Path] = typer.Argument(..., help="Weights files (model_final.pt) of runs from the same pretrained start"),
+    out: Path = typer.Option(..., "--out", "-o", help="Output weights file"),
+    dataset: str = typer.Option(..., "--dataset", help="Dataset the runs trained on"),
+    data_root: Path = typer.Option(..., "--data-root", help="Dataset folder"),
+    calibration_ids: int = typer.Option(..., "--calibration-ids", help="The runs' held-back training identities (calibrate the average)"),
+    mix: Optional[list[float]] = typer.Option(None, "--mix", help="Share of each weights file, in order (default: equal)"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
+) -> None:
+    """Average the weights of several runs into one model ("model soup"), re-measure its BatchNorm
+    statistics on the training images and fit its link calibration on the held-back identities."""
+    from reid.average import average_weights_files
+    from reid.calibration import calibrate_weights_file
+    from reid.checkpoint import save_payload
+    from reid.datasets import load_dataset
+    from reid.device import resolve_device
+    from reid.train import split_calibration_ids
+
+    train, calibration = split_calibration_ids(load_dataset(dataset, data_root).train, calibration_ids)
+    payload = average_weights_files(weights, train, mix, resolve_device(device))
+    with atomic_path(out) as temporary:
+        save_payload(payload, temporary)
+        typer.echo(calibrate_weights_file(temporary, calibration, device).summary())
+    typer.echo(f"wrote {out}")
+
+
 @app.command("export")
 @_user_errors
 def export_command(

@@ -162,7 +162,7 @@ class Embedder:
         features = torch.empty((len(crops), self.dim), dtype=torch.float32, device=self.device)
         with torch.inference_mode():
             for start in range(0, len(crops), self.batch_size):
-                batch = self._to_device_batch(crops[start : start + self.batch_size])
+                batch = self.prepare_batch(crops[start : start + self.batch_size])
                 batch_features = self.network(batch).float()
                 if self.flip:
                     batch_features += self.network(batch.flip(3)).float()
@@ -171,7 +171,7 @@ class Embedder:
                     progress(len(batch))
             return F.normalize(features, dim=1).cpu().numpy()
 
-    def _to_device_batch(self, crops: Sequence[np.ndarray]) -> torch.Tensor:
+    def prepare_batch(self, crops: Sequence[np.ndarray]) -> torch.Tensor:
         """Resize on the host, copy uint8 NHWC to the device once, normalise there -> NCHW channels_last."""
         height, width = self.input_size
         resized = np.empty((len(crops), height, width, 3), dtype=np.uint8)

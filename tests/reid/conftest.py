@@ -80,3 +80,18 @@ def small_train_root(tmp_path) -> Path:
 def tiny_image() -> np.ndarray:
     """A small person image for layout tests (the parsers never look at pixels, the loaders do)."""
     return person_image((200, 40, 40), (40, 40, 200), ((10, 10, 10), (240, 240, 240)), np.random.default_rng(0))
+
+
+@pytest.fixture(scope="session")
+def cuhk03_root(tmp_path_factory):
+    """CUHK03 layout: 8 train and 4 val identities, 2 views x 2 images, both box sets."""
+    root = tmp_path_factory.mktemp("cuhk03")
+    rng = np.random.default_rng(3)
+    for split, count in (("train", 8), ("val", 4)):
+        for pid, colours in enumerate(identity_colours(rng, count)):
+            for view in (0, 1):
+                for index in range(2):
+                    image = person_image(colours["head"], colours["outfits"][0], colours["legs"], rng)
+                    for box_set in ("detected", "labeled"):
+                        write_rgb(root / box_set / split / f"{pid:04d}_{5 * view + index:02d}.jpg", image)
+    return root

@@ -16,22 +16,6 @@ from reid.embedder import Embedder
 from reid.errors import ReidError
 from reid.garments import MIN_GARMENT_WIDTH, garment_masks, garment_polygons
 from reid.train import TrainConfig, split_calibration_ids, train
-from tests.reid.conftest import identity_colours, person_image, write_rgb
-
-
-@pytest.fixture(scope="module")
-def cuhk03_root(tmp_path_factory):
-    """CUHK03 layout: 8 train and 4 val identities, 2 views x 2 images, both box sets."""
-    root = tmp_path_factory.mktemp("cuhk03")
-    rng = np.random.default_rng(3)
-    for split, count in (("train", 8), ("val", 4)):
-        for pid, colours in enumerate(identity_colours(rng, count)):
-            for view in (0, 1):
-                for index in range(2):
-                    image = person_image(colours["head"], colours["outfits"][0], colours["legs"], rng)
-                    for box_set in ("detected", "labeled"):
-                        write_rgb(root / box_set / split / f"{pid:04d}_{5 * view + index:02d}.jpg", image)
-    return root
 
 
 def test_cuhk03_trains_on_both_box_sets_and_tests_view_against_view(cuhk03_root):
@@ -205,7 +189,7 @@ def test_the_app_embeds_with_the_bnneck_feature_and_reads_the_calibration(calibr
     assert "bnneck" in app.description and app.calibration is not None and paper.calibration is None
     payload = load_checkpoint(calibrated_run.final_weights)
     with torch.inference_mode():
-        raw = paper.network(app._to_device_batch(crops)).float()
+        raw = paper.network(app.prepare_batch(crops)).float()
     bn = payload["bnneck"]
     expected = (raw - bn["running_mean"]) / torch.sqrt(bn["running_var"] + bn["eps"]) * bn["weight"] + bn["bias"]
     expected = torch.nn.functional.normalize(expected, dim=1).numpy()

@@ -203,3 +203,18 @@ def test_resume_rejects_a_weights_file(small_train_root, tmp_path):
     with pytest.raises(ReidError, match="is an inference weights file; resume needs a training checkpoint"):
         train(config.with_overrides(epochs=2), small_train_root, tmp_path / "run", resume=weights, device="cpu",
               log=lambda line: None)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_cpu_bf16_only_where_the_cpu_runs_bf16_natively(small_train_root, tmp_path, monkeypatch, native):
+    import reid.train as training
+
+    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: native)
+    dtype, scaler = training._mixed_precision(torch.device("cpu"), enabled=True, cpu_bf16=True)
+    assert dtype == (torch.bfloat16 if native else None) and not scaler.is_enabled()
+    assert training._mixed_precision(torch.device("cpu"), enabled=True, cpu_bf16=False)[0] is None
+    config = TrainConfig(dataset="folder", backbone="mobilenetv2", pretrained="none", input_size=(128, 64), epochs=1,
+                         ids_per_batch=2, images_per_id=2, num_workers=0, folder_train_fraction=1.0, cpu_bf16=True)
+    lines: list[str] = []
+    train(config, small_train_root, tmp_path / "run", device="cpu", log=lines.append)
+    assert any(line.startswith("cpu_bf16: this CPU has no native bf16") for line in lines) is not native
