@@ -19,13 +19,13 @@ import random
 from collections.abc import Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
 
 from reid.checkpoint import WEIGHTS_FORMAT, bnneck_state, load_checkpoint, model_from_payload
 from reid.datasets.base import Sample
+from reid.datasets.images import read_bgr_uint8
 from reid.errors import ReidError
 from reid.model import is_training_head_key
 from reid.pretrained import sha256_of_file
@@ -85,13 +85,6 @@ def average_payloads(payloads: Sequence[dict], names: Sequence[str], mix: Sequen
     }
 
 
-def _read_bgr(sample: Sample) -> np.ndarray:
-    image = cv2.imread(str(sample.path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ReidError(f"cannot read image {sample.path}: not an image file or unreadable")
-    return image
-
-
 def remeasure_batchnorm(payload: dict, samples: Sequence[Sample], device: str | torch.device = "cpu") -> dict:
     """`payload` with every BatchNorm's running statistics measured on `samples` (shuffled batches of
     BATCHNORM_BATCH or all of them if fewer, fixed seed; a last partial batch is left out) and the BNNeck's running mean and variance set to those of its features."""
@@ -114,12 +107,12 @@ def remeasure_batchnorm(payload: dict, samples: Sequence[Sample], device: str | 
         module.train()
     with torch.no_grad():
         for batch in batches:
-            network(embedder.prepare_batch([_read_bgr(samples[row]) for row in batch]))
+            network(embedder.prepare_batch([read_bgr_uint8(samples[row].path) for row in batch]))
     network.eval()
     features = []
     with torch.no_grad():
         for batch in batches:
-            features.append(network(embedder.prepare_batch([_read_bgr(samples[row]) for row in batch])).double().cpu())
+            features.append(network(embedder.prepare_batch([read_bgr_uint8(samples[row].path) for row in batch])).double().cpu())
     stacked = torch.cat(features)
     state = {key: value.detach().cpu().clone() for key, value in network.state_dict().items()}
     bnneck = dict(payload["bnneck"])

@@ -39,13 +39,19 @@ class ImageDataset(Dataset):
         return self.transform(read_rgb(sample.path)), sample.pid, sample.camid, sample.clothes_id
 
 
+def read_bgr_uint8(path) -> np.ndarray:
+    """The image at `path` as an HxWx3 uint8 BGR array (cv2), or a one-line error."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ReidError(f"cannot read image {path}: not an image file or unreadable")
+    return image
+
+
 def read_rgb_uint8(path, input_size: Sequence[int]) -> torch.Tensor:
     """(3, H, W) uint8 RGB image resized to input_size = (height, width) the way the app's Embedder resizes
     crops: area averaging when shrinking, bilinear when enlarging."""
     height, width = (int(side) for side in input_size)
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ReidError(f"cannot read image {path}: not an image file or unreadable")
+    image = read_bgr_uint8(path)
     shrinking = image.shape[0] > height or image.shape[1] > width
     image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
     return torch.from_numpy(np.ascontiguousarray(image[:, :, ::-1])).permute(2, 0, 1).contiguous()
