@@ -108,16 +108,22 @@ def test_transit_times_are_learned_from_confident_matches():
     assert ratio[1] < 0 and ratio[2] < 0  # far off it, or seen at the same time, is evidence against
 
 
-def test_unrelated_cameras_learn_no_transit_pattern():
-    table, person, rng = walking_scene(1, related=False)
-    start, end = tracklet_seconds(table, CameraLayout.open(table.camera_names))
+def every_cross_pair(table) -> tuple[np.ndarray, np.ndarray]:
     cam_a, cam_b = np.flatnonzero(table.camera_index == 0), np.flatnonzero(table.camera_index == 1)
-    # "Confident" look-alike pairs of an unrelated scene fall at random gaps.
-    pair_a, pair_b = cam_a, rng.permutation(cam_b)
-    model = evidence.fit_transit_model(table, start, end, pair_a, pair_b, np.ones(len(pair_a), bool), math.inf)
-    gaps = np.linspace(-8, 2500, 31)  # every gap two 8 s tracklets can have here
-    ratio = model.log_likelihood_ratio(table, np.zeros(31, np.int64), np.ones(31, np.int64) * cam_b[0], gaps)
-    assert np.abs(ratio).max() < 1.0
+    return np.repeat(cam_a, len(cam_b)), np.tile(cam_b, len(cam_a))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_unrelated_cameras_learn_no_transit_pattern(seed):
+    """Two cameras that share nobody: their look-alike pairs (one in twenty, at random) fall at random
+    gaps, and none of 20 such scenes shows a pattern (the permutation test keeps each chance below 1 in
+    100)."""
+    table, _, rng = walking_scene(seed, related=False)
+    start, end = tracklet_seconds(table, CameraLayout.open(table.camera_names))
+    pair_a, pair_b = every_cross_pair(table)
+    look_alike = np.where(rng.random(len(pair_a)) < 0.05, 0.8, 0.01)
+    model = evidence.fit_transit_model(table, start, end, pair_a, pair_b, look_alike, math.inf)
+    assert model.patterns == {}
 
 
 def test_a_learned_transit_time_decides_between_two_look_alikes():
@@ -188,16 +194,74 @@ def test_strangers_who_all_look_alike_weaken_the_evidence():
 
 
 def test_a_transit_pattern_is_found_among_look_alike_strangers():
-    """Half of the look-alike pairs are strangers at random gaps: EM still finds the 30 s transit, and a
-    random half alone (no true matches) gives no pattern."""
+    """Of the 40 pairs that look alike, half are strangers at random gaps, and every other pair is an
+    unlikely match: EM still finds the 30 s transit. The strangers alone give no pattern."""
     table, person, rng = walking_scene(4, people=40)
     start, end = tracklet_seconds(table, CameraLayout.open(table.camera_names))
-    cam_a, cam_b = np.flatnonzero(table.camera_index == 0), np.flatnonzero(table.camera_index == 1)
-    true_pairs = [(i, j) for i in cam_a for j in cam_b if person[i] == person[j]][:20]
-    strangers = [(int(rng.choice(cam_a)), int(rng.choice(cam_b))) for _ in range(20)]
-    strangers = [(i, j) for i, j in strangers if person[i] != person[j]]
-    for pairs, expect_pattern in ((true_pairs + strangers, True), (strangers, False)):
-        pair_a, pair_b = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
-        model = evidence.fit_transit_model(table, start, end, pair_a, pair_b, np.ones(len(pairs), bool), math.inf)
+    pair_a, pair_b = every_cross_pair(table)
+    same = np.flatnonzero(person[pair_a] == person[pair_b])[:20]
+    strangers = rng.choice(np.flatnonzero(person[pair_a] != person[pair_b]), 20, replace=False)
+    for look_alike, expect_pattern in ((np.r_[same, strangers], True), (strangers, False)):
+        probability = np.full(len(pair_a), 0.01)
+        probability[look_alike] = 0.8
+        model = evidence.fit_transit_model(table, start, end, pair_a, pair_b, probability, math.inf)
         ratio = model.log_likelihood_ratio(table, np.array([0]), np.array([1]), np.array([30.0]))
         assert (ratio[0] > 1.0) == expect_pattern
+
+
+def test_matches_at_one_gap_stand_out_from_look_alikes_at_others():
+    """A short clip of two neighbouring cameras: 10 people crossed the blind strip between them in 1-3 s;
+    their pairs look alike to varying degrees, and 10 pairs of strangers spread over a minute look as
+    alike as the best of them. EM started from all look-alikes' gaps at once settles on the broad spread;
+    started where the matches lie, it finds the 2 s transit, which beats every shuffle of the match
+    probabilities."""
+    rng = np.random.default_rng(5)
+    rows = [(0, int(t * 10), int(t * 10) + 40) for t in np.sort(rng.uniform(0, 80, 20))]
+    rows += [(1, int(t * 10), int(t * 10) + 40) for t in np.sort(rng.uniform(0, 80, 18))]
+    crossers = rng.choice(20, 10, replace=False)
+    for a_row in crossers:
+        begin = rows[a_row][2] + 1 + int(rng.uniform(1.0, 3.0) * 10)
+        rows.append((1, begin, begin + 40))
+    table = make_table(["a", "b"], rows)
+    start, end = tracklet_seconds(table, CameraLayout.open(table.camera_names))
+    pair_a, pair_b = every_cross_pair(table)
+    # The other pairs' match probabilities sum to about 3, as an open-world prior of 0.5 / n gives them.
+    probability = np.full(len(pair_a), 0.002)
+    for a_row, b_row, alike in zip(crossers, range(38, 48), np.linspace(0.2, 0.8, 10)):
+        probability[(pair_a == a_row) & (pair_b == b_row)] = alike
+    gaps = evidence.signed_gaps(pair_a, pair_b, start, end)
+    strangers = rng.choice(np.flatnonzero((gaps > 10) & (probability < 0.1)), 10, replace=False)
+    probability[strangers] = 0.8
+    model = evidence.fit_transit_model(table, start, end, pair_a, pair_b, probability, math.inf)
+    assert list(model.patterns) == [(0, 1)]
+    ratio = model.log_likelihood_ratio(table, np.zeros(3, np.int64), np.full(3, 38), np.array([2.0, 30.0, -5.0]))
+    assert ratio[0] > 1.5 and ratio[1] < 0 and ratio[2] < 0
+    # The strangers alone: no pattern.
+    probability[np.isin(np.arange(len(pair_a)), strangers, invert=True)] = 0.002
+    assert evidence.fit_transit_model(table, start, end, pair_a, pair_b, probability, math.inf).patterns == {}
+
+
+def test_stopping_the_permutations_early_gives_the_decision_all_of_them_give():
+    """fit_transit_pattern stops at the first shuffled fit that matches the pattern; the decision must be
+    the full test's: the pattern beats all TRANSIT_PERMUTATIONS shuffles (same shuffles, same order)."""
+    decisions = []
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        log_gaps = rng.uniform(-2, 4, 80)
+        probability = np.full(80, 0.02)
+        probability[:12] = rng.uniform(0.3, 0.9, 12)
+        log_gaps[: seed % 8] = rng.normal(1.0, 0.1, seed % 8)  # 0-7 matches at one gap: weak to clear
+        strangers = evidence.RandomGaps.of(rng.uniform(-2, 4, 400))
+        found = evidence.fit_transit_pattern(log_gaps, probability, strangers, np.random.default_rng(seed))
+        shuffles = np.random.default_rng(seed)
+        rows = np.stack([probability] + [shuffles.permutation(probability) for _ in range(evidence.TRANSIT_PERMUTATIONS)])
+        weights = probability / probability.sum()
+        order = np.argsort(log_gaps)
+        starts = np.unique(np.interp(np.linspace(0.05, 0.95, evidence.TRANSIT_EM_STARTS), np.cumsum(weights[order]), log_gaps[order]))
+        _, _, spread, matches, fit_evidence = evidence._fit_mixture(log_gaps, strangers.density(log_gaps), rows, starts)
+        shape_ok = matches[0] >= evidence.PATTERN_MIN_MATCHES and spread[0] <= evidence.PATTERN_MAX_SPREAD * strangers.spread
+        full_test = shape_ok and fit_evidence[0] > fit_evidence[1:].max()
+        assert (found is not None) == full_test
+        decisions.append((shape_ok, full_test))
+    # Both outcomes of the permutation test itself occur, so the comparison means something.
+    assert (True, True) in decisions and (True, False) in decisions

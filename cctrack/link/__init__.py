@@ -149,11 +149,10 @@ def pair_log_odds(table: TrackletTable, embeddings: np.ndarray, pair_a: np.ndarr
     log_odds = prior + appearance
     if not learn_transit or len(pair_a) == 0:
         return log_odds
-    # Transit times are learned from pairs that look alike on their own (likelihood ratio >= 9, before
-    # the prior) and are each other's best match: a camera pair's real transit shows as gaps that
-    # cluster, and look-alike strangers' gaps do not (evidence.TransitModel ignores those).
-    confident = (appearance >= math.log(9.0)) & evidence.mutual_best(pair_a, pair_b, appearance, table)
-    model = evidence.fit_transit_model(table, start, end, pair_a, pair_b, confident, window)
+    # Transit times are learned from every candidate pair, weighted by how likely it is one person on
+    # appearance and prior alone: a camera pair's real transit shows as gaps that the likely matches
+    # share, and look-alike strangers' gaps do not (evidence.fit_transit_pattern tests that by chance).
+    model = evidence.fit_transit_model(table, start, end, pair_a, pair_b, evidence.sigmoid(log_odds), window)
     gaps = evidence.signed_gaps(pair_a, pair_b, start, end)
     return log_odds + model.log_likelihood_ratio(table, pair_a, pair_b, gaps)
 

@@ -13,11 +13,13 @@
   centring left a shared look, the same cosine is weaker evidence. Similarities are moved onto the
   calibration's scale by that median and spread, and only ever towards less evidence.
 - Transit: people who leave camera A reach camera B after a typical time, so the gap between a
-  look-alike pair's tracklets is evidence. Per camera pair (and per camera, for re-entry), the gaps of
-  the run's look-alike pairs are a mixture of true matches clustered around the transit time and
-  strangers at random gaps (the gaps of random pairs of the same cameras); EM finds the cluster
-  (log-normal), and a pattern counts only if it is tight and far more likely than chance. Unrelated
-  cameras, whose look-alikes fall at random gaps, get no pattern and no transit evidence (log LR 0).
+  pair's tracklets is evidence. Per camera pair (and per camera, for re-entry), every candidate pair is
+  one person with the probability its appearance and prior give it, and one person's gap follows the
+  camera pair's transit pattern (a log-normal cluster) or, for the rest, the gaps of random pairs of
+  the same cameras. EM finds the cluster, and it counts only if it holds a few matches, is tight, and
+  explains the gaps better than every fit to the same pairs with their match probabilities shuffled
+  (a permutation test: at most a 1-in-100 chance). Unrelated cameras, whose look-alikes fall at random
+  gaps, get no pattern and no transit evidence (log LR 0).
 """
 
 from __future__ import annotations
@@ -39,10 +41,17 @@ TRANSIT_MAX_LOG_LR = 3.0  # a transit time alone never outweighs clear appearanc
 # similarities and random gaps are estimated.
 PAIRS_PER_CAMERA_PAIR = 4000
 PATTERN_MAX_SPREAD = 0.5  # matches' gaps must spread at most half as far as random pairs' to count
-PATTERN_MIN_MATCHES = 3.0  # a transit pattern is seen in at least this many look-alike pairs
-# Twice the log-likelihood gain of the pattern over chance; about a 1-in-1000 chance level for the
-# 3 fitted numbers (share, centre, spread) of a chi-square test.
-PATTERN_MIN_EVIDENCE = 16.3
+PATTERN_MIN_MATCHES = 3.0  # a transit pattern is seen in at least this many (expected) matches
+# A pattern must explain the gaps better than every one of 99 fits to shuffled data: the chance that a
+# camera pair with no transit pattern shows one is below 1 in 100. The fits run in batches, stopping at
+# the first that matches the pattern (the decision all 99 would give): most camera pairs without a
+# pattern are settled by the first batch.
+TRANSIT_PERMUTATION_BATCHES = (9, 90)
+TRANSIT_PERMUTATIONS = sum(TRANSIT_PERMUTATION_BATCHES)
+TRANSIT_EM_STARTS = 8  # EM starts, spread over the likely matches' gaps (EM finds local optima)
+TRANSIT_EM_ITERATIONS = 60
+TRANSIT_EM_TOLERANCE = 1e-4  # EM stops once no share, centre or spread moves more than this
+TRANSIT_FIT_PAIRS = 1000  # per camera pair: its likeliest matches, on which the pattern is fitted
 MIN_SPREAD = 0.2  # in log-gap units (see _log_gap): transit times are never known better than about 20 %
 
 
@@ -143,56 +152,128 @@ def _log_gap(gaps: np.ndarray) -> np.ndarray:
     return np.sign(gaps) * np.log1p(np.abs(gaps))
 
 
-def _robust_normal(samples: np.ndarray) -> tuple[float, float]:
-    """(median, spread from the median absolute deviation, >= MIN_SPREAD): one stray match moves neither."""
-    centre, spread = robust_centre_spread(samples)
-    return centre, max(spread, MIN_SPREAD)
+def _kernel_density(at: np.ndarray, samples: np.ndarray, bandwidth: float) -> np.ndarray:
+    """(len(at),) Gaussian kernel density of `samples` at `at`, in chunks (memory ~ 8 MB per chunk)."""
+    at = np.asarray(at, np.float64)
+    density = np.empty(len(at))
+    chunk = max(1, 1_000_000 // max(len(samples), 1))
+    for begin in range(0, len(at), chunk):
+        z = (at[begin:begin + chunk, None] - samples[None, :]) / bandwidth
+        density[begin:begin + chunk] = np.exp(-0.5 * z**2).mean(axis=1) / (bandwidth * math.sqrt(2 * math.pi))
+    return density
 
 
-def _normal_density(at: np.ndarray, centre: float, spread: float) -> np.ndarray:
+def _normal_density(at: np.ndarray, centre, spread) -> np.ndarray:
     z = (at - centre) / spread
     return np.exp(-0.5 * z**2) / (spread * math.sqrt(2 * math.pi))
 
 
-def fit_transit_pattern(matches: np.ndarray, random_centre: float, random_spread: float,
-                        iterations: int = 100) -> tuple[float, float, float] | None:
-    """(share, centre, spread) of a transit pattern among the log-gaps of look-alike pairs, or None.
+@dataclass(frozen=True)
+class RandomGaps:
+    """The gaps of random pairs of a camera pair (log-gap space): their kernel density is what a
+    stranger's gap looks like there. Kept as samples: real gap spreads are lumpy (a short video puts
+    many pairs at negative gaps, a shift pattern puts them at hours), and no one normal describes them."""
 
-    The look-alike pairs are a mixture: true matches, whose gaps cluster around the transit time, and
-    strangers, whose gaps follow the random pairs' normal (random_centre, random_spread). EM fits the
-    cluster's share, centre and spread. It counts as a pattern only if it is tight (spread at most
-    PATTERN_MAX_SPREAD of the random pairs'), holds at least PATTERN_MIN_MATCHES matches, and explains
-    the gaps much better than chance (likelihood-ratio statistic above PATTERN_MIN_EVIDENCE)."""
-    if len(matches) < PATTERN_MIN_MATCHES:
+    log_gaps: np.ndarray
+    bandwidth: float
+
+    @classmethod
+    def of(cls, log_gaps: np.ndarray) -> RandomGaps:
+        log_gaps = np.asarray(log_gaps, np.float64)
+        # Silverman's rule, never finer than transit times are known (MIN_SPREAD).
+        bandwidth = max(MIN_SPREAD, 1.06 * float(np.std(log_gaps)) * len(log_gaps) ** -0.2)
+        return cls(log_gaps, bandwidth)
+
+    @property
+    def spread(self) -> float:
+        return max(float(np.std(self.log_gaps)), MIN_SPREAD)
+
+    def density(self, log_gaps: np.ndarray) -> np.ndarray:
+        return np.maximum(_kernel_density(log_gaps, self.log_gaps, self.bandwidth), 1e-12)
+
+
+def _fit_mixture(log_gaps: np.ndarray, stranger_density: np.ndarray, match_probability: np.ndarray,
+                 starts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """EM for each row of match_probability (R, n) from every start centre, all at once; per row the fit
+    of highest evidence: (share, centre, spread, matches in the pattern, evidence), each (R,).
+
+    Pair k's gap x_k is drawn from the pattern N(centre, spread) with probability p_k * share (it is
+    one person, p_k from appearance and prior, and walked the usual way), else from the strangers'
+    density. evidence: twice the log-likelihood gain over share = 0."""
+    rows = match_probability.shape[0]
+    # One EM per (start, row): Python's per-step cost, not the arithmetic, is what a small camera pair pays.
+    probability = np.tile(match_probability, (len(starts), 1))
+    centre = np.repeat(np.asarray(starts, np.float64), rows)
+    spread, share = np.full(len(centre), 2 * MIN_SPREAD), np.full(len(centre), 0.5)
+
+    def responsibilities() -> tuple[np.ndarray, np.ndarray]:
+        ratio = _normal_density(log_gaps[None, :], centre[:, None], spread[:, None]) / stranger_density
+        weighted = probability * share[:, None]
+        in_pattern = weighted * ratio
+        return in_pattern / (in_pattern + 1 - weighted), weighted * (ratio - 1)
+
+    for _ in range(TRANSIT_EM_ITERATIONS):
+        previous = np.stack([share, centre, spread])
+        in_pattern, gain = responsibilities()
+        one_person = probability + gain
+        one_person /= one_person + 1 - probability
+        total = np.maximum(in_pattern.sum(axis=1), 1e-12)
+        centre = (in_pattern * log_gaps).sum(axis=1) / total
+        spread = np.maximum(np.sqrt((in_pattern * (log_gaps - centre[:, None]) ** 2).sum(axis=1) / total), MIN_SPREAD)
+        share = np.clip(total / np.maximum(one_person.sum(axis=1), 1e-12), 0.0, 1.0)
+        if np.abs(np.stack([share, centre, spread]) - previous).max() < TRANSIT_EM_TOLERANCE:
+            break
+    in_pattern, gain = responsibilities()
+    evidence = 2 * np.log1p(gain).sum(axis=1)
+    fits = np.stack([share, centre, spread, in_pattern.sum(axis=1), evidence]).reshape(5, len(starts), rows)
+    best = np.argmax(fits[4], axis=0)  # the first start on ties
+    return tuple(fits[:, best, np.arange(rows)])
+
+
+def fit_transit_pattern(log_gaps: np.ndarray, match_probability: np.ndarray, strangers: RandomGaps,
+                        rng: np.random.Generator) -> tuple[float, float, float, float] | None:
+    """(share, centre, spread, matches) of the transit pattern of one camera pair, or None.
+
+    log_gaps, match_probability: the camera pair's candidate pairs, and how likely each is one person
+    on appearance and prior alone. The pattern is the normal cluster of gaps that the likely matches
+    share and strangers do not (EM, _fit_mixture). It counts only if chance cannot explain it: its
+    evidence must beat that of every one of TRANSIT_PERMUTATIONS fits with the match probabilities
+    shuffled among the pairs (a permutation test, p < 1 / (TRANSIT_PERMUTATIONS + 1)), it must hold at
+    least PATTERN_MIN_MATCHES matches, and be tight (spread at most PATTERN_MAX_SPREAD of the strangers')."""
+    log_gaps, match_probability = np.asarray(log_gaps, np.float64), np.asarray(match_probability, np.float64)
+    if match_probability.sum() < PATTERN_MIN_MATCHES:
         return None
-    background = _normal_density(matches, random_centre, random_spread)
-    share, (centre, spread) = 0.5, _robust_normal(matches)
-    for _ in range(iterations):
-        cluster = share * _normal_density(matches, centre, spread)
-        responsibility = cluster / np.maximum(cluster + (1 - share) * background, 1e-300)
-        total = responsibility.sum()
-        if total < 1e-9:
+    stranger_density = strangers.density(log_gaps)
+    shuffled = np.stack([rng.permutation(match_probability) for _ in range(TRANSIT_PERMUTATIONS)])
+    # Starts: where the likely matches' gaps lie.
+    weights = match_probability / match_probability.sum()
+    order = np.argsort(log_gaps)
+    starts = np.unique(np.interp(np.linspace(0.05, 0.95, TRANSIT_EM_STARTS), np.cumsum(weights[order]), log_gaps[order]))
+    share, centre, spread, matches, evidence = (value[0] for value in _fit_mixture(log_gaps, stranger_density, match_probability[None], starts))
+    if matches < PATTERN_MIN_MATCHES or spread > PATTERN_MAX_SPREAD * strangers.spread:
+        return None
+    begin = 0
+    for size in TRANSIT_PERMUTATION_BATCHES:
+        chance = _fit_mixture(log_gaps, stranger_density, shuffled[begin:begin + size], starts)[4]
+        if (chance >= evidence).any():
             return None
-        share = total / len(matches)
-        centre = float((responsibility * matches).sum() / total)
-        spread = max(float(np.sqrt((responsibility * (matches - centre) ** 2).sum() / total)), MIN_SPREAD)
-    mixture = share * _normal_density(matches, centre, spread) + (1 - share) * background
-    evidence = 2 * float(np.sum(np.log(np.maximum(mixture, 1e-300)) - np.log(np.maximum(background, 1e-300))))
-    if spread > PATTERN_MAX_SPREAD * random_spread or share * len(matches) < PATTERN_MIN_MATCHES or evidence < PATTERN_MIN_EVIDENCE:
-        return None
-    return share, centre, spread
+        begin += size
+    return float(share), float(centre), float(spread), float(matches)
 
 
 @dataclass(frozen=True)
 class TransitPattern:
-    """A camera pair's transit times, in log-gap space (see _log_gap): the share of look-alike pairs
-    that are true matches (shrunk by TRANSIT_PSEUDO_MATCHES), their normal, and the random pairs' normal."""
+    """A camera pair's transit times, in log-gap space (see _log_gap): the share of true matches that
+    walk the usual way (shrunk by TRANSIT_PSEUDO_MATCHES), their normal, and the strangers' gaps."""
 
     share: float
     centre: float
     spread: float
-    random_centre: float
-    random_spread: float
+    strangers: RandomGaps
+
+    def log_likelihood_ratio(self, log_gaps: np.ndarray) -> np.ndarray:
+        ratio = _normal_density(log_gaps, self.centre, self.spread) / self.strangers.density(log_gaps)
+        return np.clip(np.log(self.share * ratio + 1 - self.share), -TRANSIT_MAX_LOG_LR, TRANSIT_MAX_LOG_LR)
 
 
 @dataclass(frozen=True)
@@ -209,43 +290,35 @@ class TransitModel:
         log_gaps = _log_gap(gaps)
         for (i, j), pattern in self.patterns.items():
             rows = (low == i) & (high == j)
-            ratio = _normal_density(log_gaps[rows], pattern.centre, pattern.spread) / np.maximum(
-                _normal_density(log_gaps[rows], pattern.random_centre, pattern.random_spread), 1e-300)
-            result[rows] = np.clip(np.log(pattern.share * ratio + 1 - pattern.share), -TRANSIT_MAX_LOG_LR, TRANSIT_MAX_LOG_LR)
+            result[rows] = pattern.log_likelihood_ratio(log_gaps[rows])
         return result
 
 
 def fit_transit_model(table: TrackletTable, start: np.ndarray, end: np.ndarray, pair_a: np.ndarray,
-                      pair_b: np.ndarray, confident: np.ndarray, window: float, seed: int = 0) -> TransitModel:
-    """The transit pattern of every camera pair whose confident pairs' gaps cluster, against the gaps
-    of random pairs of the same cameras within the time window (fixed seed: the same run gives the same
-    model)."""
+                      pair_b: np.ndarray, match_probability: np.ndarray, window: float, seed: int = 0) -> TransitModel:
+    """The transit pattern of every camera pair whose likely matches' gaps cluster (fit_transit_pattern),
+    against the gaps of random pairs of the same cameras within the time window. match_probability:
+    (P,) how likely each candidate pair is one person without transit evidence. Fixed seed: the same
+    run gives the same model."""
     rng = np.random.default_rng(seed)
     camera_a, camera_b = table.camera_index[pair_a], table.camera_index[pair_b]
     low, high = np.minimum(camera_a, camera_b), np.maximum(camera_a, camera_b)
-    gaps = _log_gap(signed_gaps(pair_a, pair_b, start, end))
+    log_gaps = _log_gap(signed_gaps(pair_a, pair_b, start, end))
+    match_probability = np.asarray(match_probability, np.float64)
     patterns = {}
-    for key in sorted({(int(i), int(j)) for i, j in zip(low[confident], high[confident])}):
-        matches = gaps[confident & (low == key[0]) & (high == key[1])]
+    for key in sorted({(int(i), int(j)) for i, j in zip(low, high)}):
+        rows = np.flatnonzero((low == key[0]) & (high == key[1]))
+        # The likeliest matches carry the pattern; the rest add cost, not evidence.
+        rows = rows[np.argsort(-match_probability[rows], kind="stable")[:TRANSIT_FIT_PAIRS]]
         first, second = camera_pair_samples(table, key, start, end, rng, PAIRS_PER_CAMERA_PAIR)
         random = signed_gaps(first, second, start, end)
         random = _log_gap(random[random <= window])
         if len(random) < 2:
             continue
-        random_centre, random_spread = _robust_normal(random)
-        found = fit_transit_pattern(matches, random_centre, random_spread)
+        strangers = RandomGaps.of(random)
+        found = fit_transit_pattern(log_gaps[rows], match_probability[rows], strangers, rng)
         if found is None:
             continue
-        share, centre, spread = found
-        share *= share * len(matches) / (share * len(matches) + TRANSIT_PSEUDO_MATCHES)
-        patterns[key] = TransitPattern(share, centre, spread, random_centre, random_spread)
+        share, centre, spread, matches = found
+        patterns[key] = TransitPattern(share * matches / (matches + TRANSIT_PSEUDO_MATCHES), centre, spread, strangers)
     return TransitModel(patterns)
-
-
-def mutual_best(pair_a: np.ndarray, pair_b: np.ndarray, score: np.ndarray, table: TrackletTable) -> np.ndarray:
-    """(P,) bool: the pair is each tracklet's highest-scoring partner in the other tracklet's camera."""
-    count, cameras = len(table), len(table.camera_names)
-    best = np.full((count, cameras), -np.inf)
-    np.maximum.at(best, (pair_a, table.camera_index[pair_b]), score)
-    np.maximum.at(best, (pair_b, table.camera_index[pair_a]), score)
-    return (score >= best[pair_a, table.camera_index[pair_b]]) & (score >= best[pair_b, table.camera_index[pair_a]])

@@ -1,0 +1,81 @@
+"""What learning transit times costs the link, at scale: link_tracklets with the default (calibrated)
+settings and no layout, with transit learning against without it (the peer: the same link on the same
+tracklets and embeddings, the step the learning adds to), on bench.link's synthetic world (50 cameras
+on a ring, one hour). The shipped model's calibration reads the similarities. Also how many camera
+pairs got a transit pattern, with real matches behind it or among strangers only.
+
+Wall clock, one thread (set OMP_NUM_THREADS=1, as bench.link does), median of --repeats after a warm-up.
+
+    python -m bench.transit [--sizes 2000 10000] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+from bench.link import CAMERAS, make_world  # noqa: E402
+from bench.record import REPOSITORY, timed, write_record  # noqa: E402
+from cctrack.config import load_config  # noqa: E402
+from cctrack.embed import load_embedder  # noqa: E402
+from cctrack.link import LinkSettings, evidence, link_tracklets, pair_log_odds, tracklet_seconds  # noqa: E402
+from cctrack.link.candidates import candidate_pairs  # noqa: E402
+from cctrack.link.layout import CameraLayout  # noqa: E402
+
+
+def learned_patterns(world, calibration) -> dict[str, int]:
+    """Camera pairs with a learned transit pattern, split by whether any of their candidate pairs is truly
+    one person: a person walking on the ring reaches cameras several hops away too, so a pattern there is
+    real; one among strangers only is a chance pattern (look-alike people give many pairs at one gap)."""
+    table, settings = world.table, LinkSettings(center_per_camera=False)
+    layout = CameraLayout.open(table.camera_names)
+    start, end = tracklet_seconds(table, layout)
+    a, b, distance = candidate_pairs(table, world.embeddings, start, end, settings, layout, "cpu")
+    log_odds = pair_log_odds(table, world.embeddings, a, b, 1.0 - distance, start, end, math.inf, settings,
+                             calibration, learn_transit=False)
+    model = evidence.fit_transit_model(table, start, end, a, b, evidence.sigmoid(log_odds), math.inf)
+    camera_a, camera_b = table.camera_index[a], table.camera_index[b]
+    low, high = np.minimum(camera_a, camera_b), np.maximum(camera_a, camera_b)
+    same_person = world.person[a] == world.person[b]
+    real = sum(bool(same_person[(low == i) & (high == j)].any()) for i, j in model.patterns)
+    tested = len({(int(i), int(j)) for i, j in zip(low, high)})
+    return {"camera_pairs_with_candidates": tested, "patterns_with_real_matches": real,
+            "patterns_among_strangers_only": len(model.patterns) - real}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 10000])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--dim", type=int, default=256)
+    arguments = parser.parse_args()
+    config = load_config(None, ["device=cpu"])
+    calibration = load_embedder(config.reid.checkpoint, "cpu", None, 128, config.reid.descriptor).calibration
+    rows = []
+    for count in arguments.sizes:
+        world = make_world(count, arguments.dim)
+        row = {"tracklets": count, "cameras": CAMERAS}
+        for name, learn in (("with_transit", True), ("without_transit", False)):
+            settings = LinkSettings(center_per_camera=False, learn_transit=learn)
+            row[name] = timed(lambda: link_tracklets(world.table, world.embeddings, settings, calibration=calibration,
+                                                     device="cpu"), arguments.repeats)
+            identity = link_tracklets(world.table, world.embeddings, settings, calibration=calibration, device="cpu").identity
+            row[name]["identities"] = int(len(np.unique(identity)))
+        row["time_with_over_without"] = row["with_transit"]["median"] / row["without_transit"]["median"]
+        row["patterns"] = learned_patterns(world, calibration)
+        print(f"{count:>7} tracklets: {row['with_transit']['median']:.1f} s with transit learning, "
+              f"{row['without_transit']['median']:.1f} s without ({row['time_with_over_without']:.1f}x); "
+              f"patterns {row['patterns']}", flush=True)
+        rows.append(row)
+    write_record(REPOSITORY / "bench" / "results" / "transit.json",
+                 {"timing": f"wall clock, median of {arguments.repeats} after a warm-up, OMP_NUM_THREADS="
+                            + os.environ["OMP_NUM_THREADS"], "results": rows})
+
+
+if __name__ == "__main__":
+    main()
