@@ -26,15 +26,16 @@ from cctrack.table import TrackletTable
 # 1.1: a link's confidence is its probability (calibrated linking); 1.0 was a distance margin.
 # 1.2: first/last_shared_seconds beside first/last_seconds (the camera's own clock).
 # 1.3: each link's source: "model" (the evidence) or "person" (a `same` correction, corrections.yaml).
-SCHEMA_VERSION = "1.3"
+# 1.4: transit: the transit times the linker learned from the run.
+SCHEMA_VERSION = "1.4"
 SCHEMA_PATH = Path(__file__).resolve().parent / "identities.schema.json"
 
 
 def identities_document(record: RunRecord, table: TrackletTable, links: list[Link], link_config: dict,
-                        layout: CameraLayout | None = None) -> dict:
+                        layout: CameraLayout | None = None, transit: list[dict] | None = None) -> dict:
     """The `identities.json` document (see SCHEMA_PATH for every field) of a linked table (its identity
     column) and the links that made it; `layout` sets the shared clock (None: no layout, the cameras'
-    own clocks)."""
+    own clocks); `transit`: the transit times the linker learned (TransitModel.summary)."""
     if table.identity is None:
         raise ValueError("identities_document needs a linked table (TrackletTable.with_identity)")
     video_fps = list(table.camera_fps)
@@ -108,6 +109,7 @@ def identities_document(record: RunRecord, table: TrackletTable, links: list[Lin
         },
         "identities": identities,
         "links": link_entries,
+        "transit": transit or [],
     }
 
 

@@ -313,7 +313,13 @@ def _embed_link_export(job: _Job, table: TrackletTable, record: RunRecord) -> Ru
     result = link_tracklets(table, table.descriptors, config.link, layout, job.embedder.calibration, job.device,
                             resolve_corrections(job.corrections, table))
     table = table.with_identity(result.identity)
-    document = identities_document(record, table, result.links, asdict(config.link), layout)
+    transit = result.transit.summary(table.camera_names)
+    if job.show_progress:
+        for row in transit:
+            print(f"learned transit {row['cameras'][0]} <-> {row['cameras'][1]}: about {row['typical_seconds']:g} s "
+                  f"({row['range_seconds'][0]:g} to {row['range_seconds'][1]:g} s), seen in {row['matches']:g} matches",
+                  file=sys.stderr, flush=True)
+    document = identities_document(record, table, result.links, asdict(config.link), layout, transit)
     write_identities(out_dir / "identities.json", document)
     (out_dir / "eval.json").unlink(missing_ok=True)  # it scored the identities just replaced
     outputs = [out_dir / "tracks" / f"{name}.txt" for name in table.camera_names] + [out_dir / "identities.json"]

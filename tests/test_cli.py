@@ -86,6 +86,7 @@ def test_identities_json_follows_the_schema_and_links_someone_across_cameras(fin
     size = json.loads((finished_run / "cache" / "run.json").read_text())["config"]["detector"]["image_size"]
     assert f"at {size} px" in detector
     assert document["summary"]["multi_camera_identities"] >= 1
+    assert isinstance(document["transit"], list)  # learned transit times; the schema checked their fields
     both = [i for i in document["identities"] if len(i["cameras"]) == 2]
     assert both and all(len(i["tracklets"]) >= 2 for i in both)
     for identity in document["identities"]:
@@ -296,7 +297,7 @@ def test_identities_json_gives_times_on_the_camera_s_clock_and_on_the_shared_clo
     assert result.exit_code == 0, result.output
     document = json.loads((out / "identities.json").read_text())
     validate_identities(document)
-    assert document["schema_version"] == "1.3"
+    assert document["schema_version"] == "1.4"
     offset = {"cam_left": 0.0, "cam_right": -2.5}
     for identity in document["identities"]:
         tracklets = identity["tracklets"]
@@ -795,7 +796,7 @@ def test_link_applies_a_person_s_corrections_whatever_the_threshold(finished_run
     assert result.exit_code == 0, result.output
     document = json.loads((out / "identities.json").read_text())
     validate_identities(document)
-    assert document["schema_version"] == "1.3" and identity_of(document, a) == identity_of(document, b)
+    assert document["schema_version"] == "1.4" and identity_of(document, a) == identity_of(document, b)
     [person] = document["links"]
     assert person["source"] == "person" and person["confidence"] == 1.0
     assert {f"{person[end]['camera']}:{person[end]['track_id']}" for end in ("a", "b")} == {a, b}

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import math
 
+import jsonschema
 import numpy as np
 import pytest
 
 from cctrack.errors import CctrackError
+from cctrack.export import SCHEMA_PATH
 from cctrack.link import LinkCalibration, LinkSettings, link_tracklets
 from cctrack.link import evidence
 from cctrack.link.candidates import tracklet_seconds
@@ -106,6 +109,11 @@ def test_transit_times_are_learned_from_confident_matches():
     ratio = model.log_likelihood_ratio(table, np.array([0, 0, 0]), np.array([1, 1, 1]), np.array([30.0, 300.0, -5.0]))
     assert ratio[0] > 2.0  # the typical transit time is strong evidence
     assert ratio[1] < 0 and ratio[2] < 0  # far off it, or seen at the same time, is evidence against
+    # What identities.json and the log report: the 30 s walk (start to start 38 s, minus the 8 s tracklet).
+    (row,) = model.summary(table.camera_names)
+    jsonschema.validate([row], json.loads(SCHEMA_PATH.read_text())["properties"]["transit"])
+    assert row["cameras"] == ["a", "b"] and 27 < row["typical_seconds"] < 33 and row["matches"] > 25
+    assert row["range_seconds"][0] < row["typical_seconds"] < row["range_seconds"][1]
 
 
 def every_cross_pair(table) -> tuple[np.ndarray, np.ndarray]:

@@ -47,7 +47,7 @@ def identities_document(identities: list[list[dict]], links: list[dict], video_d
     camera_entries = [{"name": c, "path": f"{video_dir}/{c}.mp4", "fps": FPS, "frame_count": 3000, "width": 64, "height": 128,
                        "frames_processed": 3000, "last_frame": 3000, "stride": 1} for c in CAMERAS]
     return {
-        "schema_version": "1.3",
+        "schema_version": "1.4",
         "run": {"tool": "cctrack", "version": "0.1.0", "created": "2026-11-30T12:00:00+00:00", "video_dir": video_dir,
                 "cameras": camera_entries, "models": {"detector": model, "reid": model},
                 "config": {"link": {"min_probability": 0.9, "linkage": "average"}}},

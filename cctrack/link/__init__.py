@@ -31,7 +31,7 @@ without a calibration), clusters merge on mean cosine distance, and confidence i
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -74,6 +74,7 @@ class LinkResult:
     identity: np.ndarray
     links: list[Link]
     identity_confidence: np.ndarray
+    transit: evidence.TransitModel = field(default_factory=lambda: evidence.TransitModel({}))  # learned from the run
 
 
 def link_tracklets(
@@ -106,12 +107,13 @@ def link_tracklets(
         raise CctrackError(f"layout cameras {layout.camera_names} differ from the tracklets' cameras {table.camera_names}")
     start_seconds, end_seconds = tracklet_seconds(table, layout)
     pair_a, pair_b, distance = candidate_pairs(table, embeddings, start_seconds, end_seconds, settings, layout, device)
+    transit = evidence.TransitModel({})
     if settings.distance_threshold is not None:
         cost, threshold = distance, settings.distance_threshold
     else:
         window = min(math.inf if settings.max_gap_seconds is None else settings.max_gap_seconds, layout.longest_gap_seconds())
-        log_odds = pair_log_odds(table, embeddings, pair_a, pair_b, 1.0 - distance, start_seconds, end_seconds, window,
-                                 settings, calibration, learn_transit=settings.learn_transit and not configured_layout)
+        log_odds, transit = pair_evidence(table, embeddings, pair_a, pair_b, 1.0 - distance, start_seconds, end_seconds, window,
+                                          settings, calibration, learn_transit=settings.learn_transit and not configured_layout)
         cost, threshold = -log_odds, -evidence.logit(settings.min_probability)
     clustering = Agglomeration(table, threshold, settings.linkage)
     clustering.add_pairs(pair_a, pair_b, cost)
@@ -122,7 +124,7 @@ def link_tracklets(
         links, identity_confidence = _links_with_confidence(merges, identity, pair_a, pair_b, distance, threshold)
     else:
         links, identity_confidence = _links_with_probability(merges, identity, embeddings)
-    return LinkResult(identity=identity, links=person_links + links, identity_confidence=identity_confidence)
+    return LinkResult(identity=identity, links=person_links + links, identity_confidence=identity_confidence, transit=transit)
 
 
 def _apply_constraints(clustering: Agglomeration, constraints: LinkConstraints, embeddings: np.ndarray) -> list[Link]:
@@ -142,19 +144,27 @@ def pair_log_odds(table: TrackletTable, embeddings: np.ndarray, pair_a: np.ndarr
                   similarity: np.ndarray, start: np.ndarray, end: np.ndarray, window: float, settings: LinkSettings,
                   calibration: LinkCalibration, learn_transit: bool) -> np.ndarray:
     """(P,) log-odds that each candidate pair is one person: prior + appearance (+ transit)."""
+    return pair_evidence(table, embeddings, pair_a, pair_b, similarity, start, end, window, settings, calibration,
+                         learn_transit)[0]
+
+
+def pair_evidence(table: TrackletTable, embeddings: np.ndarray, pair_a: np.ndarray, pair_b: np.ndarray,
+                  similarity: np.ndarray, start: np.ndarray, end: np.ndarray, window: float, settings: LinkSettings,
+                  calibration: LinkCalibration, learn_transit: bool) -> tuple[np.ndarray, evidence.TransitModel]:
+    """pair_log_odds, and the transit model learned on the way (no patterns when not learned)."""
     counts = evidence.candidate_counts(table, start, end, min(window, settings.prior_window_seconds))
     prior = evidence.prior_log_odds(table, pair_a, pair_b, counts, settings.prior_seen_elsewhere)
     null = evidence.appearance_null(table, embeddings, start, end)
     appearance = calibration.log_likelihood_ratio(evidence.on_calibration_scale(table, pair_a, pair_b, similarity, null, calibration))
     log_odds = prior + appearance
     if not learn_transit or len(pair_a) == 0:
-        return log_odds
+        return log_odds, evidence.TransitModel({})
     # Transit times are learned from every candidate pair, weighted by how likely it is one person on
     # appearance and prior alone: a camera pair's real transit shows as gaps that the likely matches
     # share, and look-alike strangers' gaps do not (evidence.fit_transit_pattern tests that by chance).
     model = evidence.fit_transit_model(table, start, end, pair_a, pair_b, evidence.sigmoid(log_odds), window)
     gaps = evidence.signed_gaps(pair_a, pair_b, start, end)
-    return log_odds + model.log_likelihood_ratio(table, pair_a, pair_b, gaps)
+    return log_odds + model.log_likelihood_ratio(table, pair_a, pair_b, gaps), model
 
 
 def _number_by_first_appearance(cluster_of: np.ndarray, start_seconds: np.ndarray) -> np.ndarray:

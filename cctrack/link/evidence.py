@@ -152,6 +152,11 @@ def _log_gap(gaps: np.ndarray) -> np.ndarray:
     return np.sign(gaps) * np.log1p(np.abs(gaps))
 
 
+def _seconds(log_gaps: np.ndarray) -> np.ndarray:
+    """The inverse of _log_gap."""
+    return np.sign(log_gaps) * np.expm1(np.abs(log_gaps))
+
+
 def _kernel_density(at: np.ndarray, samples: np.ndarray, bandwidth: float) -> np.ndarray:
     """(len(at),) Gaussian kernel density of `samples` at `at`, in chunks (memory ~ 8 MB per chunk)."""
     at = np.asarray(at, np.float64)
@@ -270,6 +275,11 @@ class TransitPattern:
     centre: float
     spread: float
     strangers: RandomGaps
+    matches: float = 0.0  # expected matches the pattern was seen in
+
+    def seconds(self) -> tuple[float, float, float]:
+        """(typical, low, high) gap in seconds: the centre and one spread either side."""
+        return tuple(float(_seconds(value)) for value in (self.centre, self.centre - self.spread, self.centre + self.spread))
 
     def log_likelihood_ratio(self, log_gaps: np.ndarray) -> np.ndarray:
         ratio = _normal_density(log_gaps, self.centre, self.spread) / self.strangers.density(log_gaps)
@@ -281,6 +291,16 @@ class TransitModel:
     """Per unordered camera pair (i <= j) that shows a transit pattern: that pattern."""
 
     patterns: dict[tuple[int, int], TransitPattern]
+
+    def summary(self, camera_names: tuple[str, ...]) -> list[dict]:
+        """What was learned, per camera pair, for identities.json and the log: the typical gap and the
+        range of one spread either side, in seconds, and the matches it was seen in."""
+        rows = []
+        for (i, j), pattern in sorted(self.patterns.items()):
+            typical, low, high = pattern.seconds()
+            rows.append({"cameras": [camera_names[i], camera_names[j]], "typical_seconds": round(typical, 2),
+                         "range_seconds": [round(low, 2), round(high, 2)], "matches": round(pattern.matches, 1)})
+        return rows
 
     def log_likelihood_ratio(self, table: TrackletTable, pair_a: np.ndarray, pair_b: np.ndarray, gaps: np.ndarray) -> np.ndarray:
         """(P,) transit log LR of each pair, 0 where its camera pair shows no pattern."""
@@ -320,5 +340,5 @@ def fit_transit_model(table: TrackletTable, start: np.ndarray, end: np.ndarray, 
         if found is None:
             continue
         share, centre, spread, matches = found
-        patterns[key] = TransitPattern(share * matches / (matches + TRANSIT_PSEUDO_MATCHES), centre, spread, strangers)
+        patterns[key] = TransitPattern(share * matches / (matches + TRANSIT_PSEUDO_MATCHES), centre, spread, strangers, matches)
     return TransitModel(patterns)
