@@ -73,6 +73,7 @@ def report_data(out_dir: Path) -> dict:
         "cameras": [_camera_entry(camera, out_dir) for camera in run["cameras"]],
         "models": run["models"],
         "link_settings": run["config"].get("link", {}),
+        "transit": document.get("transit", []),  # 1.4: the transit times the linker learned
         "summary": document["summary"],
         "identities": identities,
         "eval": _load_json(eval_path, "") if eval_path.is_file() else None,

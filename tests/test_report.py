@@ -56,6 +56,7 @@ def identities_document(identities: list[list[dict]], links: list[dict], video_d
                     "cross_camera_links": sum(link["cross_camera"] for link in links)},
         "identities": entries,
         "links": links,
+        "transit": [{"cameras": ["cam_a", "cam_b"], "typical_seconds": 2.0, "range_seconds": [1.46, 2.67], "matches": 13.3}],
     }
 
 
@@ -109,6 +110,7 @@ def test_report_embeds_every_identity_with_crops_links_and_eval(small_run):
     assert data["eval"]["multi_camera"]["idf1"] == 0.8
     assert data["models"]["reid"]["sha256"] == "ab" * 32
     assert data["link_settings"] == {"min_probability": 0.9, "linkage": "average"}
+    assert data["transit"] == [{"cameras": ["cam_a", "cam_b"], "typical_seconds": 2.0, "range_seconds": [1.46, 2.67], "matches": 13.3}]
     page = report.read_text()
     assert "http://" not in page and "https://" not in page  # offline: nothing fetched from a network
     assert [p.name for p in small_run.iterdir() if ".tmp" in p.name] == []
@@ -212,6 +214,7 @@ def test_browser_renders_every_card_without_console_errors(small_run, tmp_path):
     assert console == []
     assert page_errors(dom) is None
     assert "<code>cam_a:1</code>" in dom and "<code>cam_b:4</code>" in dom  # tracklet ids as copyable text
+    assert "<td>cam_a &lt;-&gt; cam_b</td>" in dom and "<td>1.46 to 2.67</td>" in dom  # the learned transit times
     assert 'href="videos/cam_a.mp4#t=1"' in dom  # cam_a's crops open its video at the tracklet's first second
     assert 'href="videos/cam_b.mp4' not in dom  # cam_b has no video
     assert 'loading="lazy"' in dom
