@@ -6,7 +6,7 @@ pairs got a transit pattern, with real matches behind it or among strangers only
 
 Wall clock, one thread (set OMP_NUM_THREADS=1, as bench.link does), median of --repeats after a warm-up.
 
-    python -m bench.transit [--sizes 2000 10000] [--repeats 3]
+    python -m bench.transit [--sizes 2000 10000] [--repeats 3] [--out bench/results/transit.json]
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -53,6 +54,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 10000])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--dim", type=int, default=256)
+    parser.add_argument("--out", type=Path, default=REPOSITORY / "bench" / "results" / "transit.json")
     arguments = parser.parse_args()
     config = load_config(None, ["device=cpu"])
     calibration = load_embedder(config.reid.checkpoint, "cpu", None, 128, config.reid.descriptor).calibration
@@ -72,7 +74,7 @@ def main() -> None:
               f"{row['without_transit']['median']:.1f} s without ({row['time_with_over_without']:.1f}x); "
               f"patterns {row['patterns']}", flush=True)
         rows.append(row)
-    write_record(REPOSITORY / "bench" / "results" / "transit.json",
+    write_record(arguments.out,
                  {"timing": f"wall clock, median of {arguments.repeats} after a warm-up, OMP_NUM_THREADS="
                             + os.environ["OMP_NUM_THREADS"], "results": rows})
 
