@@ -2,7 +2,8 @@
 settings and no layout, with transit learning against without it (the peer: the same link on the same
 tracklets and embeddings, the step the learning adds to), on bench.link's synthetic world (50 cameras
 on a ring, one hour). The shipped model's calibration reads the similarities. Also how many camera
-pairs got a transit pattern, with real matches behind it or among strangers only.
+pairs got a transit pattern, with real matches behind it or among strangers only, and what learning
+does to the identities (pairwise precision and recall against the true people).
 
 Wall clock, one thread (set OMP_NUM_THREADS=1, as bench.link does), median of --repeats after a warm-up.
 
@@ -20,7 +21,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from bench.link import CAMERAS, make_world  # noqa: E402
+from bench.link import CAMERAS, make_world, pair_scores  # noqa: E402
 from bench.record import REPOSITORY, timed, write_record  # noqa: E402
 from cctrack.config import load_config  # noqa: E402
 from cctrack.embed import load_embedder  # noqa: E402
@@ -67,11 +68,12 @@ def main() -> None:
             row[name] = timed(lambda: link_tracklets(world.table, world.embeddings, settings, calibration=calibration,
                                                      device="cpu"), arguments.repeats)
             identity = link_tracklets(world.table, world.embeddings, settings, calibration=calibration, device="cpu").identity
-            row[name]["identities"] = int(len(np.unique(identity)))
+            row[name].update(identities=int(len(np.unique(identity))), **pair_scores(world.person, identity))
         row["time_with_over_without"] = row["with_transit"]["median"] / row["without_transit"]["median"]
         row["patterns"] = learned_patterns(world, calibration)
         print(f"{count:>7} tracklets: {row['with_transit']['median']:.1f} s with transit learning, "
-              f"{row['without_transit']['median']:.1f} s without ({row['time_with_over_without']:.1f}x); "
+              f"{row['without_transit']['median']:.1f} s without ({row['time_with_over_without']:.1f}x); pair precision "
+              f"{row['with_transit']['pair_precision']:.3f} with, {row['without_transit']['pair_precision']:.3f} without; "
               f"patterns {row['patterns']}", flush=True)
         rows.append(row)
     write_record(arguments.out,
