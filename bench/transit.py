@@ -13,7 +13,6 @@ Wall clock, one thread (set OMP_NUM_THREADS=1, as bench.link does), median of --
 from __future__ import annotations
 
 import argparse
-import math
 import os
 from pathlib import Path
 
@@ -25,22 +24,20 @@ from bench.link import CAMERAS, make_world, pair_scores  # noqa: E402
 from bench.record import REPOSITORY, timed, write_record  # noqa: E402
 from cctrack.config import load_config  # noqa: E402
 from cctrack.embed import load_embedder  # noqa: E402
-from cctrack.link import LinkSettings, evidence, link_tracklets, pair_log_odds, tracklet_seconds  # noqa: E402
+from cctrack.link import LinkSettings, evidence, link_tracklets, tracklet_seconds  # noqa: E402
 from cctrack.link.candidates import candidate_pairs  # noqa: E402
 from cctrack.link.layout import CameraLayout  # noqa: E402
 
 
-def learned_patterns(world, calibration) -> dict[str, int]:
-    """Camera pairs with a learned transit pattern, split by whether any of their candidate pairs is truly
-    one person: a person walking on the ring reaches cameras several hops away too, so a pattern there is
-    real; one among strangers only is a chance pattern (look-alike people give many pairs at one gap)."""
+def learned_patterns(world, model: evidence.TransitModel) -> dict[str, int]:
+    """The camera pairs of `model` (the link's learned transit patterns), split by whether any of their
+    candidate pairs is truly one person: a person walking on the ring reaches cameras several hops away
+    too, so a pattern there is real; one among strangers only is a chance pattern (look-alike people give
+    many pairs at one gap)."""
     table, settings = world.table, LinkSettings(center_per_camera=False)
     layout = CameraLayout.open(table.camera_names)
     start, end = tracklet_seconds(table, layout)
-    a, b, distance = candidate_pairs(table, world.embeddings, start, end, settings, layout, "cpu")
-    log_odds = pair_log_odds(table, world.embeddings, a, b, 1.0 - distance, start, end, math.inf, settings,
-                             calibration, learn_transit=False)
-    model = evidence.fit_transit_model(table, start, end, a, b, evidence.sigmoid(log_odds), math.inf)
+    a, b, _ = candidate_pairs(table, world.embeddings, start, end, settings, layout, "cpu")
     camera_a, camera_b = table.camera_index[a], table.camera_index[b]
     low, high = np.minimum(camera_a, camera_b), np.maximum(camera_a, camera_b)
     same_person = world.person[a] == world.person[b]
@@ -67,10 +64,11 @@ def main() -> None:
             settings = LinkSettings(center_per_camera=False, learn_transit=learn)
             row[name] = timed(lambda: link_tracklets(world.table, world.embeddings, settings, calibration=calibration,
                                                      device="cpu"), arguments.repeats)
-            identity = link_tracklets(world.table, world.embeddings, settings, calibration=calibration, device="cpu").identity
-            row[name].update(identities=int(len(np.unique(identity))), **pair_scores(world.person, identity))
+            result = link_tracklets(world.table, world.embeddings, settings, calibration=calibration, device="cpu")
+            row[name].update(identities=int(len(np.unique(result.identity))), **pair_scores(world.person, result.identity))
+            if learn:
+                row["patterns"] = learned_patterns(world, result.transit)
         row["time_with_over_without"] = row["with_transit"]["median"] / row["without_transit"]["median"]
-        row["patterns"] = learned_patterns(world, calibration)
         print(f"{count:>7} tracklets: {row['with_transit']['median']:.1f} s with transit learning, "
               f"{row['without_transit']['median']:.1f} s without ({row['time_with_over_without']:.1f}x); pair precision "
               f"{row['with_transit']['pair_precision']:.3f} with, {row['without_transit']['pair_precision']:.3f} without; "
