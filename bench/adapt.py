@@ -38,7 +38,7 @@ def scores(out_dir: Path, gt_dir: Path, overrides: list[str]) -> dict:
         sweep[str(probability)] = float(evaluate_run(gt_dir, out_dir).multi_camera["idf1"])
     relink_with(out_dir, overrides)
     row = link_quality(out_dir, gt_dir, person, table)
-    row["cross_camera_pair_auc"] = float(pair_auc(out_dir, table, person, overrides))
+    row.update(pair_auc(out_dir, table, person, overrides))
     row["oracle_min_probability_sweep"] = sweep
     return row
 

@@ -12,6 +12,8 @@ default):
 - cross-camera link precision: of the cross-camera tracklet pairs put into one identity, the share that
   are one person (each tracklet is labelled with the ground-truth person its boxes overlap most);
 - ROC AUC of the link log-odds over all cross-camera tracklet pairs (same person vs not);
+- whether the appearance evidence is calibrated on this footage: the strangers' mean likelihood ratio
+  (1 when calibrated) and the same-person pairs' median log LR;
 - an oracle sweep over link.min_probability, chosen on the test data: an upper bound, not a result.
 
     python -m bench.linking [--out bench/results/linking] [--reuse]
@@ -33,7 +35,7 @@ from cctrack.config import load_config
 from cctrack.embed import load_embedder
 from cctrack.evaluate import evaluate_run
 from cctrack.mot import read_mot_txt
-from cctrack.link import LinkSettings, center_per_camera, pair_log_odds, tracklet_seconds
+from cctrack.link import LinkSettings, center_per_camera, evidence, pair_log_odds, tracklet_seconds
 from cctrack.link.layout import CameraLayout
 from cctrack.pipeline import relink, run
 from cctrack.sample import write_sample_ground_truth
@@ -107,8 +109,9 @@ def link_quality(out_dir: Path, gt_dir: Path, person: np.ndarray, table: Trackle
     }
 
 
-def pair_auc(out_dir: Path, table: TrackletTable, person: np.ndarray, overrides: list[str]) -> float:
-    """ROC AUC of the default link log-odds over every cross-camera tracklet pair."""
+def pair_auc(out_dir: Path, table: TrackletTable, person: np.ndarray, overrides: list[str]) -> dict:
+    """ROC AUC of the default link log-odds over every cross-camera tracklet pair, and how calibrated the
+    appearance evidence is there."""
     config = load_config(None, overrides + ["device=cpu"])
     embedder = load_embedder(config.reid.checkpoint, "cpu", None, 128, config.reid.descriptor)
     embeddings = cache.load_embeddings(out_dir, len(table))
@@ -120,14 +123,21 @@ def pair_auc(out_dir: Path, table: TrackletTable, person: np.ndarray, overrides:
     similarity = np.einsum("ij,ij->i", descriptors[a], descriptors[b])
     log_odds = pair_log_odds(table, descriptors, a, b, similarity, start, end, math.inf, LinkSettings(),
                              embedder.calibration, learn_transit=True)
-    return roc_auc(log_odds, person[a] == person[b])
+    same = person[a] == person[b]
+    # Is the appearance evidence calibrated on this footage? Over strangers, a calibrated likelihood
+    # ratio averages 1; more means the model calls strangers alike more often than its calibration says.
+    null = evidence.appearance_null(table, descriptors, start, end)
+    appearance = embedder.calibration.log_likelihood_ratio(evidence.on_calibration_scale(table, a, b, similarity, null, embedder.calibration))
+    return {"cross_camera_pair_auc": float(roc_auc(log_odds, same)),
+            "strangers_mean_appearance_likelihood_ratio": float(np.exp(appearance[~same]).mean()),
+            "same_person_median_appearance_log_lr": float(np.median(appearance[same]))}
 
 
 def descriptor_quality(out_dir: Path, gt_dir: Path, person: np.ndarray, table: TrackletTable, overrides: list[str]) -> dict:
     """link_quality of the default settings with this descriptor, its pair AUC and the oracle sweep."""
     relink_with(out_dir, overrides)
     row = link_quality(out_dir, gt_dir, person, table)
-    row["cross_camera_pair_auc"] = float(pair_auc(out_dir, table, person, overrides))
+    row.update(pair_auc(out_dir, table, person, overrides))
     sweep = {}
     for probability in ORACLE_PROBABILITIES:
         relink_with(out_dir, overrides + [f"link.min_probability={probability}"])

@@ -101,6 +101,9 @@ def eval_command(
     folder_query_camera: Optional[str] = typer.Option(
         None, "--folder-query-camera", help="folder dataset, cross-camera: the query camera's name (default: the first)"
     ),
+    rerank: bool = typer.Option(
+        False, "--rerank", help="k-reciprocal re-ranking (Zhong et al. 2017; transductive: report it apart from the plain ranking)"
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars"),
 ) -> None:
     """Evaluate a checkpoint with the dataset's protocols (flip-averaged features); prints a table."""
@@ -109,13 +112,13 @@ def eval_command(
     results = evaluate_checkpoint(
         checkpoint, dataset, data_root, device=device, batch_size=batch_size, num_workers=num_workers,
         folder_train_fraction=folder_train_fraction, progress=not quiet, folder_protocol=folder_protocol,
-        folder_query_camera=folder_query_camera,
+        folder_query_camera=folder_query_camera, rerank=rerank,
     )
-    typer.echo(metrics_table(dataset, results))
+    typer.echo(metrics_table(dataset, results) + ("\n(k-reciprocal re-ranking)" if rerank else ""))
     if json_out is not None:
         payload = {
             "checkpoint": str(checkpoint), "dataset": dataset, "data_root": str(data_root),
-            "protocols": results.metrics, "skipped": results.skipped,
+            "protocols": results.metrics, "skipped": results.skipped, "rerank": rerank,
         }
         if dataset == "folder":
             payload["folder_protocol"] = {"name": folder_protocol, "query_camera": folder_query_camera}

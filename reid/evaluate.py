@@ -33,6 +33,7 @@ from reid.device import resolve_device
 from reid.errors import ReidError
 from reid.metrics import evaluate
 from reid.model import CSSC
+from reid.rerank import k_reciprocal_distances
 from reid.transforms import build_test_transform
 
 # What each protocol is called in the dataset's paper, for printing.
@@ -187,11 +188,16 @@ def _labels(samples: Sequence[Sample], device: torch.device) -> dict[str, torch.
     }
 
 
-def evaluate_protocols(dataset: ReidDataset, query_features: torch.Tensor, gallery_features: torch.Tensor) -> Evaluation:
-    """Metrics per protocol of `dataset.name` from features of dataset.query and dataset.gallery."""
+def evaluate_protocols(dataset: ReidDataset, query_features: torch.Tensor, gallery_features: torch.Tensor,
+                       rerank: bool = False) -> Evaluation:
+    """Metrics per protocol of `dataset.name` from features of dataset.query and dataset.gallery; rerank:
+    rank by k-reciprocal re-ranked distances (reid.rerank) instead of the plain ones."""
     runnable, skipped = plan_protocols(dataset)
     device = query_features.device
-    distances = squared_euclidean(query_features, gallery_features)
+    if rerank:
+        distances = k_reciprocal_distances(query_features, gallery_features)
+    else:
+        distances = squared_euclidean(query_features, gallery_features)
     query, gallery = _labels(dataset.query, device), _labels(dataset.gallery, device)
 
     def score(protocol: Protocol) -> dict[str, float | int]:
@@ -214,6 +220,7 @@ def evaluate_model(
     batch_size: int = 128,
     num_workers: int = 0,
     progress: bool = False,
+    rerank: bool = False,
 ) -> Evaluation:
     """Extract query and gallery features with `model` (moved to `device`) and score every protocol."""
     plan_protocols(dataset)  # fails before the slow feature extraction when nothing can be evaluated
@@ -224,7 +231,7 @@ def evaluate_model(
     extract = dict(input_size=input_size, device=device, batch_size=batch_size, num_workers=num_workers, progress=progress)
     query_features = extract_features(model, dataset.query, **extract)
     gallery_features = extract_features(model, dataset.gallery, **extract)
-    return evaluate_protocols(dataset, query_features, gallery_features)
+    return evaluate_protocols(dataset, query_features, gallery_features, rerank)
 
 
 def evaluate_checkpoint(
@@ -238,9 +245,10 @@ def evaluate_checkpoint(
     progress: bool = False,
     folder_protocol: str = FIRST_PER_CAMERA,
     folder_query_camera: str | None = None,
+    rerank: bool = False,
 ) -> Evaluation:
     """Load a weights file or training checkpoint and evaluate it on a dataset, at the input size it was trained at."""
     dataset = load_dataset(dataset_name, Path(data_root), folder_train_fraction, folder_protocol, folder_query_camera)
     plan_protocols(dataset)  # a hopeless dataset fails before the checkpoint is even read
     model, arch = model_from_checkpoint(checkpoint, map_location="cpu")
-    return evaluate_model(model, dataset, arch["input_size"], device, batch_size, num_workers, progress)
+    return evaluate_model(model, dataset, arch["input_size"], device, batch_size, num_workers, progress, rerank)

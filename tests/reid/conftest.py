@@ -13,7 +13,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from reid.cli import app
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 PERSON_SIZE = (64, 32)  # (height, width) pixels
 NUM_IDENTITIES = 16
 IMAGES_PER_CAMERA = 3
@@ -95,3 +99,17 @@ def cuhk03_root(tmp_path_factory):
                     for box_set in ("detected", "labeled"):
                         write_rgb(root / box_set / split / f"{pid:04d}_{5 * view + index:02d}.jpg", image)
     return root
+
+
+@pytest.fixture()
+def trained_weights(small_train_root, tmp_path) -> Path:
+    """One quick epoch of the tiny config from random init, through `reid train`."""
+    result = CliRunner().invoke(app, [
+        "train", "--config", str(CONFIGS / "cssc_tiny.yaml"), "--data-root", str(small_train_root),
+        "--out", str(tmp_path / "run"), "--device", "cpu", "--epochs", "1", "--pretrained", "none",
+        "--ids-per-batch", "2", "--images-per-id", "2", "--quiet",
+    ])
+    assert result.exit_code == 0, result.output
+    assert "epoch 1/1  loss" in result.stdout
+    assert f"final weights: {tmp_path / 'run' / 'model_final.pt'}" in result.stdout
+    return tmp_path / "run" / "model_final.pt"

@@ -17,20 +17,6 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 runner = CliRunner()
 
 
-@pytest.fixture()
-def trained_weights(small_train_root, tmp_path) -> Path:
-    """One quick epoch of the tiny config from random init, through `reid train`."""
-    result = runner.invoke(app, [
-        "train", "--config", str(CONFIGS / "cssc_tiny.yaml"), "--data-root", str(small_train_root),
-        "--out", str(tmp_path / "run"), "--device", "cpu", "--epochs", "1", "--pretrained", "none",
-        "--ids-per-batch", "2", "--images-per-id", "2", "--quiet",
-    ])
-    assert result.exit_code == 0, result.output
-    assert "epoch 1/1  loss" in result.stdout
-    assert f"final weights: {tmp_path / 'run' / 'model_final.pt'}" in result.stdout
-    return tmp_path / "run" / "model_final.pt"
-
-
 def test_train_eval_export(trained_weights, cloth_changing_root, tmp_path):
     json_path = tmp_path / "metrics" / "eval.json"
     result = runner.invoke(app, [
