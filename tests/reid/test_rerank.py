@@ -76,3 +76,9 @@ def test_eval_cli_rerank_flag_is_reported(trained_weights, cloth_changing_root, 
     assert "(k-reciprocal re-ranking)" in result.stdout
     saved = json.loads(json_path.read_text())
     assert saved["rerank"] is True and 0 <= saved["protocols"]["standard"]["rank1"] <= 1
+
+
+def test_rerank_works_when_there_are_fewer_images_than_neighbours():
+    query, gallery, _, _ = clustered_features(people=8)
+    reranked = k_reciprocal_distances(query[:2], gallery[:3])
+    assert reranked.shape == (2, 3) and torch.isfinite(reranked).all()
