@@ -273,3 +273,50 @@ def test_stopping_the_permutations_early_gives_the_decision_all_of_them_give():
         decisions.append((shape_ok, full_test))
     # Both outcomes of the permutation test itself occur, so the comparison means something.
     assert (True, True) in decisions and (True, False) in decisions
+
+
+def split_people_scene(seed: int, independent: bool):
+    """Two cameras an hour apart in time of day; strangers come and go at random. 24 likely pairs sit at
+    one gap of about 1000 s: either 24 different people who each crossed once (independent), or one
+    look-alike couple, each of them seen in 5 tracklets within a minute (5 x 5 pairs, one event)."""
+    rng = np.random.default_rng(seed)
+    rows = [(camera, int(t * 10), int(t * 10) + 80) for camera in (0, 1) for t in rng.uniform(0, 3600, 60)]
+    likely = []
+    if independent:
+        for t in rng.uniform(0, 2500, 24):
+            later = t + 1008 + rng.normal(0, 60)
+            rows += [(0, int(t * 10), int(t * 10) + 80), (1, int(later * 10), int(later * 10) + 80)]
+            likely.append((len(rows) - 2, len(rows) - 1))
+    else:
+        begin = rng.uniform(0, 2500)
+        first = [len(rows) + k for k in range(5)]
+        rows += [(0, int((begin + 12 * k) * 10), int((begin + 12 * k) * 10) + 80) for k in range(5)]
+        second = [len(rows) + k for k in range(5)]
+        rows += [(1, int((begin + 1008 + 12 * k) * 10), int((begin + 1008 + 12 * k) * 10) + 80) for k in range(5)]
+        likely = [(a, b) for a in first for b in second][:24]
+    table = make_table(["a", "b"], rows)
+    pair_a, pair_b = every_cross_pair(table)
+    probability = np.full(len(pair_a), 0.002)
+    index = {(int(a), int(b)): k for k, (a, b) in enumerate(zip(pair_a, pair_b))}
+    for a, b in likely:
+        probability[index[(a, b)]] = 0.8
+    return table, pair_a, pair_b, probability
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_many_pairs_of_one_look_alike_couple_are_one_event_not_a_transit_pattern(seed):
+    """25 pairs of two look-alike strangers, each split into 5 tracklets, sit at one gap: counted as 20
+    independent matches they beat every shuffle, but they are one coincidence. Pairs that share
+    tracklets are counted once per group, so no pattern; 24 different people at that gap are one."""
+    for independent, expect_pattern in ((False, False), (True, True)):
+        table, pair_a, pair_b, probability = split_people_scene(seed, independent)
+        start, end = tracklet_seconds(table, CameraLayout.open(table.camera_names))
+        model = evidence.fit_transit_model(table, start, end, pair_a, pair_b, probability, math.inf)
+        assert (model.patterns != {}) == expect_pattern
+
+
+def test_independent_matches_count_each_group_of_joined_tracklets_once():
+    first, second = np.array([0, 0, 1, 1, 5, 7]), np.array([2, 3, 2, 3, 6, 8])
+    in_pattern = np.array([0.9, 0.9, 0.9, 0.9, 0.6, 0.1])  # 4 pairs of one group; one pair alone; one unlikely
+    assert evidence.independent_matches(in_pattern, first, second) == pytest.approx(1.0 + 0.6)
+    assert evidence.independent_matches(np.zeros(6), first, second) == 0.0

@@ -16,9 +16,10 @@
   pair's tracklets is evidence. Per camera pair (and per camera, for re-entry), every candidate pair is
   one person with the probability its appearance and prior give it, and one person's gap follows the
   camera pair's transit pattern (a log-normal cluster) or, for the rest, the gaps of random pairs of
-  the same cameras. EM finds the cluster, and it counts only if it holds a few matches, is tight, and
-  explains the gaps better than every fit to the same pairs with their match probabilities shuffled
-  (a permutation test: at most a 1-in-100 chance). Unrelated cameras, whose look-alikes fall at random
+  the same cameras. EM finds the cluster, and it counts only if it holds a few independent matches
+  (pairs that share a tracklet are one event: a look-alike couple split into several tracklets each
+  gives many pairs at one gap), is tight, and explains the gaps better than every fit to the same pairs
+  with their match probabilities shuffled (a permutation test: at most a 1-in-100 chance). Unrelated cameras, whose look-alikes fall at random
   gaps, get no pattern and no transit evidence (log LR 0).
 """
 
@@ -28,6 +29,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from reid.calibration import LinkCalibration, robust_centre_spread
 
@@ -41,7 +44,12 @@ TRANSIT_MAX_LOG_LR = 3.0  # a transit time alone never outweighs clear appearanc
 # similarities and random gaps are estimated.
 PAIRS_PER_CAMERA_PAIR = 4000
 PATTERN_MAX_SPREAD = 0.5  # matches' gaps must spread at most half as far as random pairs' to count
-PATTERN_MIN_MATCHES = 3.0  # a transit pattern is seen in at least this many (expected) matches
+PATTERN_MIN_MATCHES = 3.0  # a transit pattern is seen in at least this many independent (expected) matches
+# Pairs that share a tracklet are not independent: a person seen in several tracklets, and a look-alike
+# of theirs seen in several, give many pairs at one gap, which is one event, not many. So the pattern's
+# matches are counted per group of tracklets joined by its likely pairs (in the pattern with at least
+# this probability), each group as at most one match.
+PATTERN_PAIR_PROBABILITY = 0.25
 # A pattern must explain the gaps better than every one of 99 fits to shuffled data: the chance that a
 # camera pair with no transit pattern shows one is below 1 in 100. The fits run in batches, stopping at
 # the first that matches the pattern (the decision all 99 would give): most camera pairs without a
@@ -235,8 +243,24 @@ def _fit_mixture(log_gaps: np.ndarray, stranger_density: np.ndarray, match_proba
     return tuple(fits[:, best, np.arange(rows)])
 
 
+def independent_matches(in_pattern: np.ndarray, first: np.ndarray, second: np.ndarray) -> float:
+    """Expected matches of a pattern counted once per group of tracklets its likely pairs join: the sum
+    over groups of min(1, the group's in-pattern probabilities). in_pattern: (P,) each pair's probability
+    of being a match in the pattern; first, second: the pairs' tracklets."""
+    likely = in_pattern >= PATTERN_PAIR_PROBABILITY
+    if not likely.any():
+        return 0.0
+    tracklets, ends = np.unique(np.concatenate([first[likely], second[likely]]), return_inverse=True)
+    count = int(likely.sum())
+    graph = coo_matrix((np.ones(count), (ends[:count], ends[count:])), shape=(len(tracklets), len(tracklets)))
+    _, group_of_tracklet = connected_components(graph, directed=False)
+    per_group = np.bincount(group_of_tracklet[ends[:count]], weights=in_pattern[likely])
+    return float(np.minimum(per_group, 1.0).sum())
+
+
 def fit_transit_pattern(log_gaps: np.ndarray, match_probability: np.ndarray, strangers: RandomGaps,
-                        rng: np.random.Generator) -> tuple[float, float, float, float] | None:
+                        rng: np.random.Generator,
+                        tracklets: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[float, float, float, float] | None:
     """(share, centre, spread, matches) of the transit pattern of one camera pair, or None.
 
     log_gaps, match_probability: the camera pair's candidate pairs, and how likely each is one person
@@ -244,7 +268,9 @@ def fit_transit_pattern(log_gaps: np.ndarray, match_probability: np.ndarray, str
     share and strangers do not (EM, _fit_mixture). It counts only if chance cannot explain it: its
     evidence must beat that of every one of TRANSIT_PERMUTATIONS fits with the match probabilities
     shuffled among the pairs (a permutation test, p < 1 / (TRANSIT_PERMUTATIONS + 1)), it must hold at
-    least PATTERN_MIN_MATCHES matches, and be tight (spread at most PATTERN_MAX_SPREAD of the strangers')."""
+    least PATTERN_MIN_MATCHES matches, and be tight (spread at most PATTERN_MAX_SPREAD of the strangers').
+    tracklets: the pairs' two tracklets, so that matches are counted as independent_matches; None: the
+    pairs are independent."""
     log_gaps, match_probability = np.asarray(log_gaps, np.float64), np.asarray(match_probability, np.float64)
     if match_probability.sum() < PATTERN_MIN_MATCHES:
         return None
@@ -257,6 +283,12 @@ def fit_transit_pattern(log_gaps: np.ndarray, match_probability: np.ndarray, str
     share, centre, spread, matches, evidence = (value[0] for value in _fit_mixture(log_gaps, stranger_density, match_probability[None], starts))
     if matches < PATTERN_MIN_MATCHES or spread > PATTERN_MAX_SPREAD * strangers.spread:
         return None
+    if tracklets is not None:
+        weighted = match_probability * share
+        in_pattern = weighted * _normal_density(log_gaps, centre, spread) / stranger_density
+        in_pattern /= in_pattern + 1 - weighted
+        if independent_matches(in_pattern, *tracklets) < PATTERN_MIN_MATCHES:
+            return None
     begin = 0
     for size in TRANSIT_PERMUTATION_BATCHES:
         chance = _fit_mixture(log_gaps, stranger_density, shuffled[begin:begin + size], starts)[4]
@@ -336,7 +368,7 @@ def fit_transit_model(table: TrackletTable, start: np.ndarray, end: np.ndarray, 
         if len(random) < 2:
             continue
         strangers = RandomGaps.of(random)
-        found = fit_transit_pattern(log_gaps[rows], match_probability[rows], strangers, rng)
+        found = fit_transit_pattern(log_gaps[rows], match_probability[rows], strangers, rng, (pair_a[rows], pair_b[rows]))
         if found is None:
             continue
         share, centre, spread, matches = found
