@@ -14,7 +14,9 @@ default):
 - ROC AUC of the link log-odds over all cross-camera tracklet pairs (same person vs not);
 - whether the appearance evidence is calibrated on this footage: the strangers' mean likelihood ratio
   (1 when calibrated) and the same-person pairs' median log LR;
-- an oracle sweep over link.min_probability, chosen on the test data: an upper bound, not a result.
+- an oracle sweep over link.min_probability, chosen on the test data: an upper bound, not a result;
+- oracle re-entry: each camera's breaks of one person joined from the ground truth, and no cross-camera
+  link (also an upper bound): how much per-camera IDF1 better re-entry linking could win.
 
     python -m bench.linking [--out bench/results/linking] [--reuse]
 """
@@ -27,6 +29,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from bench.stress import make_hue_rotated_copy
 from bench.record import write_record
@@ -146,8 +149,26 @@ def descriptor_quality(out_dir: Path, gt_dir: Path, person: np.ndarray, table: T
     return row
 
 
-def relink_with(out_dir: Path, overrides: list[str]) -> None:
-    relink(out_dir, load_config(None, overrides + ["device=cpu", "export.video=false"]), show_progress=False)
+def relink_with(out_dir: Path, overrides: list[str], corrections_path: Path | None = None) -> None:
+    relink(out_dir, load_config(None, overrides + ["device=cpu", "export.video=false"]), show_progress=False,
+           corrections_path=corrections_path)
+
+
+def oracle_reentry_corrections(table: TrackletTable, person: np.ndarray, path: Path) -> Path:
+    """A corrections file that joins, within each camera, each ground-truth person's tracklets one after
+    the other (where they do not overlap in frames): what perfect re-entry linking would give, an upper
+    bound and not a result."""
+    same = []
+    for camera in table.camera_names:
+        for who in sorted(set(person[(table.camera == camera) & (person >= 0)].tolist())):
+            rows = sorted(np.flatnonzero((table.camera == camera) & (person == who)), key=lambda row: table.first_frame[row])
+            chain_end = rows[0]
+            for row in rows[1:]:
+                if table.last_frame[chain_end] < table.first_frame[row]:
+                    same.append([f"{camera}:{table.track_id[chain_end]}", f"{camera}:{table.track_id[row]}"])
+                    chain_end = row
+    path.write_text(yaml.safe_dump({"same": same}))
+    return path
 
 
 def main() -> None:
@@ -173,6 +194,9 @@ def main() -> None:
                 for descriptor, overrides in DESCRIPTORS.items()}
         relink_with(out_dir, ["link.distance_threshold=1e-9"])
         rows["no linking"] = link_quality(out_dir, gt_dir, person, table)
+        oracle = oracle_reentry_corrections(table, person, args.out / f"{name}_oracle_reentry.yaml")
+        relink_with(out_dir, ["link.distance_threshold=1e-9"], oracle)
+        rows["oracle re-entry, no cross-camera links"] = link_quality(out_dir, gt_dir, person, table)
         relink_with(out_dir, [])  # leave the folder as the default run makes it
         results[name] = rows
         print(f"\n{name}: {len(table)} tracklets")
