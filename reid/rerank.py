@@ -23,7 +23,6 @@ K1 = 20
 K2 = 6
 LAMBDA = 0.3
 EXPANSION_AGREEMENT = 2 / 3  # a neighbour's half-size set joins when this share of it is already in the set
-MAX_ELEMENTS_PER_CHUNK = 8_000_000  # (query rows x gallery x N) of the Jaccard step held at once
 
 
 def _reciprocal(ranks: torch.Tensor, row: int, k: int) -> torch.Tensor:
@@ -66,10 +65,11 @@ def k_reciprocal_distances(query_features: torch.Tensor, gallery_features: torch
 
     gallery_encoding = encoding[queries:]
     jaccard = torch.empty((queries, count - queries))
-    chunk = max(1, MAX_ELEMENTS_PER_CHUNK // max(1, (count - queries) * count))
-    for begin in range(0, queries, chunk):
-        stop = min(begin + chunk, queries)
-        shared = torch.minimum(encoding[begin:stop, None, :], gallery_encoding[None, :, :]).sum(dim=2)
-        jaccard[begin:stop] = 1 - shared / (2 - shared)
+    for row in range(queries):
+        # Only the query's own neighbours (its encoding's support, a few hundred at most) can share
+        # weight, so the sum of minima runs over those columns, not all N.
+        support = torch.nonzero(encoding[row]).squeeze(1)
+        shared = torch.minimum(encoding[row, support][None, :], gallery_encoding[:, support]).sum(dim=1)
+        jaccard[row] = 1 - shared / (2 - shared)
     final = (1 - lambda_value) * jaccard + lambda_value * original[:queries, queries:]
     return final.to(query_features.device)
