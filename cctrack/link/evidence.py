@@ -19,8 +19,8 @@
   the same cameras. EM finds the cluster, and it counts only if it holds a few independent matches
   (pairs that share a tracklet are one event: a look-alike couple split into several tracklets each
   gives many pairs at one gap), is tight, and explains the gaps better than every fit to the same pairs
-  with their match probabilities shuffled (a permutation test: at most a 1-in-100 chance). Unrelated cameras, whose look-alikes fall at random
-  gaps, get no pattern and no transit evidence (log LR 0).
+  with their match probabilities shuffled (a permutation test: at most a 1-in-100 chance). Unrelated
+  cameras, whose look-alikes fall at random gaps, get no pattern and no transit evidence (log LR 0).
 """
 
 from __future__ import annotations
@@ -205,6 +205,17 @@ class RandomGaps:
         return np.maximum(_kernel_density(log_gaps, self.log_gaps, self.bandwidth), 1e-12)
 
 
+def _responsibilities(log_gaps: np.ndarray, stranger_density: np.ndarray, probability: np.ndarray, share: np.ndarray,
+                      centre: np.ndarray, spread: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For fits (R,) of share, centre and spread to the pairs' gaps (n,) with match probabilities (R, n):
+    each pair's probability of being a match in the pattern, and its likelihood gain over share = 0
+    (both (R, n)); see _fit_mixture for the model."""
+    ratio = _normal_density(log_gaps[None, :], centre[:, None], spread[:, None]) / stranger_density
+    weighted = probability * share[:, None]
+    in_pattern = weighted * ratio
+    return in_pattern / (in_pattern + 1 - weighted), weighted * (ratio - 1)
+
+
 def _fit_mixture(log_gaps: np.ndarray, stranger_density: np.ndarray, match_probability: np.ndarray,
                  starts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """EM for each row of match_probability (R, n) from every start centre, all at once; per row the fit
@@ -219,15 +230,9 @@ def _fit_mixture(log_gaps: np.ndarray, stranger_density: np.ndarray, match_proba
     centre = np.repeat(np.asarray(starts, np.float64), rows)
     spread, share = np.full(len(centre), 2 * MIN_SPREAD), np.full(len(centre), 0.5)
 
-    def responsibilities() -> tuple[np.ndarray, np.ndarray]:
-        ratio = _normal_density(log_gaps[None, :], centre[:, None], spread[:, None]) / stranger_density
-        weighted = probability * share[:, None]
-        in_pattern = weighted * ratio
-        return in_pattern / (in_pattern + 1 - weighted), weighted * (ratio - 1)
-
     for _ in range(TRANSIT_EM_ITERATIONS):
         previous = np.stack([share, centre, spread])
-        in_pattern, gain = responsibilities()
+        in_pattern, gain = _responsibilities(log_gaps, stranger_density, probability, share, centre, spread)
         one_person = probability + gain
         one_person /= one_person + 1 - probability
         total = np.maximum(in_pattern.sum(axis=1), 1e-12)
@@ -236,7 +241,7 @@ def _fit_mixture(log_gaps: np.ndarray, stranger_density: np.ndarray, match_proba
         share = np.clip(total / np.maximum(one_person.sum(axis=1), 1e-12), 0.0, 1.0)
         if np.abs(np.stack([share, centre, spread]) - previous).max() < TRANSIT_EM_TOLERANCE:
             break
-    in_pattern, gain = responsibilities()
+    in_pattern, gain = _responsibilities(log_gaps, stranger_density, probability, share, centre, spread)
     evidence = 2 * np.log1p(gain).sum(axis=1)
     fits = np.stack([share, centre, spread, in_pattern.sum(axis=1), evidence]).reshape(5, len(starts), rows)
     best = np.argmax(fits[4], axis=0)  # the first start on ties
@@ -280,13 +285,12 @@ def fit_transit_pattern(log_gaps: np.ndarray, match_probability: np.ndarray, str
     weights = match_probability / match_probability.sum()
     order = np.argsort(log_gaps)
     starts = np.unique(np.interp(np.linspace(0.05, 0.95, TRANSIT_EM_STARTS), np.cumsum(weights[order]), log_gaps[order]))
-    share, centre, spread, matches, evidence = (value[0] for value in _fit_mixture(log_gaps, stranger_density, match_probability[None], starts))
+    fit = _fit_mixture(log_gaps, stranger_density, match_probability[None], starts)
+    share, centre, spread, matches, evidence = (value[0] for value in fit)
     if matches < PATTERN_MIN_MATCHES or spread > PATTERN_MAX_SPREAD * strangers.spread:
         return None
     if tracklets is not None:
-        weighted = match_probability * share
-        in_pattern = weighted * _normal_density(log_gaps, centre, spread) / stranger_density
-        in_pattern /= in_pattern + 1 - weighted
+        in_pattern = _responsibilities(log_gaps, stranger_density, match_probability[None], *fit[:3])[0][0]
         if independent_matches(in_pattern, *tracklets) < PATTERN_MIN_MATCHES:
             return None
     begin = 0
