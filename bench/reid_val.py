@@ -61,8 +61,7 @@ def recoloured(crops: list[np.ndarray], keypoints: np.ndarray) -> list[np.ndarra
     return [np.ascontiguousarray(image[:, :, ::-1]) for image in pixels]
 
 
-def score(embed, query_crops, gallery_crops, query, gallery, rerank: bool = False) -> dict:
-    query_features, gallery_features = embed(query_crops), embed(gallery_crops)
+def score(query_features: np.ndarray, gallery_features: np.ndarray, query, gallery, rerank: bool = False) -> dict:
     if rerank:
         distances = k_reciprocal_distances(torch.as_tensor(query_features), torch.as_tensor(gallery_features))
     else:
@@ -94,9 +93,10 @@ def main() -> None:
     rows = {}
     for name, embedder in descriptors.items():
         started = time.perf_counter()
-        clean = score(embedder.embed, query_crops, gallery_crops, dataset.query, dataset.gallery)
-        garments = score(embedder.embed, recoloured_queries, gallery_crops, dataset.query, dataset.gallery)
-        reranked = score(embedder.embed, query_crops, gallery_crops, dataset.query, dataset.gallery, rerank=True)
+        query_features, gallery_features = embedder.embed(query_crops), embedder.embed(gallery_crops)
+        clean = score(query_features, gallery_features, dataset.query, dataset.gallery)
+        garments = score(embedder.embed(recoloured_queries), gallery_features, dataset.query, dataset.gallery)
+        reranked = score(query_features, gallery_features, dataset.query, dataset.gallery, rerank=True)
         rows[name] = {"clean": clean, "recoloured_queries": garments, "clean_k_reciprocal_reranked": reranked,
                       "rank1_drop": clean["rank1"] - garments["rank1"], "seconds": time.perf_counter() - started}
         print(f"{name:<55} rank-1 {clean['rank1']:5.1f}  mAP {clean['mAP']:5.1f}  | recoloured queries: "
