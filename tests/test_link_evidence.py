@@ -116,6 +116,33 @@ def test_transit_times_are_learned_from_confident_matches():
     assert row["range_seconds"][0] < row["typical_seconds"] < row["range_seconds"][1]
 
 
+def test_a_camera_pair_learns_the_same_pattern_whatever_other_cameras_show():
+    """Cameras a and b share a 30 s walk, with enough tracklets that their strangers are a random sample
+    of pairs; a camera c added in front of them (its pairs fitted first) leaves their pattern exactly as
+    it was: each camera pair draws its random pairs and shuffles from a generator seeded by its cameras'
+    names."""
+    table, person, rng = walking_scene(0, people=80)
+    start, end = tracklet_seconds(table, CameraLayout.open(table.camera_names))
+    pair_a, pair_b = every_cross_pair(table)
+    probability = np.where(person[pair_a] == person[pair_b], 0.9, 0.01)
+    alone = evidence.fit_transit_model(table, start, end, pair_a, pair_b, probability, math.inf).patterns[(0, 1)]
+
+    extra = [(0, int(t * 10), int((t + 8) * 10)) for t in rng.uniform(0, 3000, 80)]
+    rows = extra + [(camera + 1, first, last) for camera, first, last in
+                    zip(table.camera_index, table.first_frame, table.last_frame)]
+    with_c = make_table(["c", "a", "b"], rows)
+    start, end = tracklet_seconds(with_c, CameraLayout.open(with_c.camera_names))
+    c_rows, ab_rows = np.arange(80), np.arange(80, len(with_c))
+    c_a = np.repeat(c_rows, len(ab_rows)), np.tile(ab_rows, len(c_rows))
+    look_alike = np.where(rng.random(len(c_a[0])) < 0.1, 0.8, 0.01)
+    model = evidence.fit_transit_model(with_c, start, end, np.concatenate([c_a[0], pair_a + 80]),
+                                       np.concatenate([c_a[1], pair_b + 80]), np.concatenate([look_alike, probability]),
+                                       math.inf)
+    together = model.patterns[(1, 2)]
+    assert (together.share, together.centre, together.spread, together.matches) == (
+        alone.share, alone.centre, alone.spread, alone.matches)
+
+
 def every_cross_pair(table) -> tuple[np.ndarray, np.ndarray]:
     cam_a, cam_b = np.flatnonzero(table.camera_index == 0), np.flatnonzero(table.camera_index == 1)
     return np.repeat(cam_a, len(cam_b)), np.tile(cam_b, len(cam_a))

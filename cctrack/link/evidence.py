@@ -26,6 +26,7 @@
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -355,8 +356,8 @@ def fit_transit_model(table: TrackletTable, start: np.ndarray, end: np.ndarray, 
     """The transit pattern of every camera pair whose likely matches' gaps cluster (fit_transit_pattern),
     against the gaps of random pairs of the same cameras within the time window. match_probability:
     (P,) how likely each candidate pair is one person without transit evidence. Fixed seed: the same
-    run gives the same model."""
-    rng = np.random.default_rng(seed)
+    run gives the same model, and each camera pair draws from a generator seeded by its cameras' names,
+    so that its pattern depends on its own tracklets only (adding a camera changes no other pattern)."""
     camera_a, camera_b = table.camera_index[pair_a], table.camera_index[pair_b]
     low, high = np.minimum(camera_a, camera_b), np.maximum(camera_a, camera_b)
     log_gaps = _log_gap(signed_gaps(pair_a, pair_b, start, end))
@@ -366,6 +367,9 @@ def fit_transit_model(table: TrackletTable, start: np.ndarray, end: np.ndarray, 
         rows = np.flatnonzero((low == key[0]) & (high == key[1]))
         # The likeliest matches carry the pattern; the rest add cost, not evidence.
         rows = rows[np.argsort(-match_probability[rows], kind="stable")[:TRANSIT_FIT_PAIRS]]
+        if match_probability[rows].sum() < PATTERN_MIN_MATCHES:  # no pattern possible: skip the random pairs
+            continue
+        rng = np.random.default_rng((seed, *(zlib.crc32(table.camera_names[i].encode()) for i in key)))
         first, second = camera_pair_samples(table, key, start, end, rng, PAIRS_PER_CAMERA_PAIR)
         random = signed_gaps(first, second, start, end)
         random = _log_gap(random[random <= window])
