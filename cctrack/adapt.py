@@ -11,6 +11,10 @@ The adapted model gets its link calibration without labels too (reid.calibration
 run's stranger pairs (different cameras, or one camera at different times; nearly all are two people)
 are measured under both models, and each similarity keeps the evidence it had at the same distance above
 the strangers. Writes OUT_DIR/adapted.pt and re-links the run with it; identities.json names that model.
+
+With rounds > 1 it is self-training: each round adapts the model of the round before, on the groups that
+model's own confident links make, so links the first model could not make at link_probability can enter
+training later. Every round keeps the same known negatives and the same bar for positives.
 """
 
 from __future__ import annotations
@@ -34,28 +38,51 @@ from cctrack.pipeline import RunSummary, configured_layout, corrections_of_run, 
 from cctrack.table import TrackletTable
 
 ADAPTED_WEIGHTS = "adapted.pt"
+PREVIOUS_ROUND_WEIGHTS = "adapted.previous-round.pt"  # only while a later round trains
 # Cross-camera and re-entry links enter training as positives only at this probability or above: a
 # false one would teach the model that two people are one.
 LINK_PROBABILITY = 0.95
 
 
 @dataclass(frozen=True)
+class AdaptRound:
+    """One round of adaptation: the pseudo-identities it trained on and how its loss went."""
+
+    groups: int  # pseudo-identities trained on (tracklets, after merging confident links)
+    cross_links: int  # of the links of at least link_probability that made those groups
+    first_loss: float
+    last_loss: float
+
+
+@dataclass(frozen=True)
 class AdaptSummary:
     weights: Path
     base_model: str
-    steps: int
-    first_loss: float
-    last_loss: float
-    groups: int  # pseudo-identities trained on (tracklets, after merging confident links)
+    steps: int  # per round
+    rounds: tuple[AdaptRound, ...]
     known_negative_pairs: int  # tracklet pairs known to be two people
     strangers_before: tuple[float, float]  # (median, spread) of stranger similarities, base model
-    strangers_after: tuple[float, float]
+    strangers_after: tuple[float, float]  # the same, final model
     relinked: RunSummary
 
+    @property
+    def first_loss(self) -> float:
+        return self.rounds[0].first_loss
+
+    @property
+    def last_loss(self) -> float:
+        return self.rounds[-1].last_loss
+
+    @property
+    def groups(self) -> int:
+        return self.rounds[-1].groups
+
     def text(self) -> str:
-        return "\n".join([
-            f"adapted {self.base_model} on {self.groups} tracklet groups, {self.known_negative_pairs} known "
-            f"different pairs: {self.steps} steps, loss {self.first_loss:.3f} -> {self.last_loss:.3f}",
+        lines = [f"adapted {self.base_model}: {len(self.rounds)} round(s) of {self.steps} steps, "
+                 f"{self.known_negative_pairs} known different pairs"]
+        lines += [f"  round {k}: {r.groups} tracklet groups ({r.cross_links} confident links), loss {r.first_loss:.3f} -> "
+                  f"{r.last_loss:.3f}" for k, r in enumerate(self.rounds, 1)]
+        return "\n".join(lines + [
             f"strangers' similarity (median, spread): {self.strangers_before[0]:.3f}, {self.strangers_before[1]:.3f}"
             f" -> {self.strangers_after[0]:.3f}, {self.strangers_after[1]:.3f}",
             f"model written to {self.weights}; re-link later with --reid-checkpoint {self.weights}",
@@ -108,23 +135,25 @@ def stranger_similarity(table: TrackletTable, descriptors: np.ndarray, seed: int
 
 
 def adapt(out_dir: Path, config: RunConfig, settings=None, link_probability: float = LINK_PROBABILITY,
-          show_progress: bool = True) -> AdaptSummary:
-    """Fine-tune the configured re-id model on the tracklets cached in `out_dir`, then re-link with it."""
+          show_progress: bool = True, rounds: int = 1) -> AdaptSummary:
+    """Fine-tune the configured re-id model on the tracklets cached in `out_dir`, then re-link with it.
+    rounds > 1 repeats it from the model just adapted, with the links that model makes (self-training:
+    each round's confident links are the next round's positives)."""
     from reid.adapt import AdaptSettings
 
     settings = settings or AdaptSettings()
     out_dir = Path(out_dir)
     if config.reid.descriptor != "reid" or config.reid.checkpoint == IMAGENET_BASELINE:
         raise CctrackError("cctrack adapt fine-tunes a trained CSSC model; the ImageNet and colour baselines cannot be adapted")
+    if rounds < 1:
+        raise CctrackError(f"cctrack adapt needs at least 1 round, got {rounds}")
     cache.load_run_info(out_dir)  # a folder without a run fails here, before the lock creates anything
     with output_lock(out_dir, "adapt"):
-        return _adapt(out_dir, config, settings, link_probability, show_progress)
+        return _adapt(out_dir, config, settings, link_probability, show_progress, rounds)
 
 
-def _adapt(out_dir: Path, config: RunConfig, settings, link_probability: float, show_progress: bool) -> AdaptSummary:
-    from reid.adapt import adapt_weights
-    from reid.calibration import transported
-    from reid.checkpoint import set_weights_extra
+def _adapt(out_dir: Path, config: RunConfig, settings, link_probability: float, show_progress: bool,
+           rounds: int) -> AdaptSummary:
     from reid.errors import ReidError
 
     record = cache.load_run_info(out_dir)
@@ -140,35 +169,63 @@ def _adapt(out_dir: Path, config: RunConfig, settings, link_probability: float, 
     if base.calibration is None:
         raise CctrackError(f"{base.description} has no link calibration; fit one with `reid calibrate` before adapting")
     crops = cache.load_crops(out_dir, table)
-    before = run_embeddings(out_dir, table, base, model_identity(base)[1], crops, show_progress)  # usually cached
-    linked = link_tracklets(table, before.descriptors, config.link, layout, base.calibration, device, constraints)
-    group = confident_groups(len(table), linked.links, link_probability)
+    descriptors = run_embeddings(out_dir, table, base, model_identity(base)[1], crops, show_progress).descriptors  # usually cached
     different = co_occurring(table)
     pairs = constraints.cannot_link
     different[pairs[:, 0], pairs[:, 1]] = different[pairs[:, 1], pairs[:, 0]] = True
-
-    strangers_before = stranger_similarity(table, before.descriptors)  # fails before the training if too few
+    strangers_before = stranger_similarity(table, descriptors)  # fails before the training if too few
 
     weights = out_dir / ADAPTED_WEIGHTS
+    previous = out_dir / PREVIOUS_ROUND_WEIGHTS
+    embedder, after, done = base, None, []
+    # adapted_from (reid.adapt) names each round's base, a temporary file after the first round.
+    first_round = {"adapted_on": str(out_dir.resolve()),
+                   "first_round_base": {"path": str(Path(base.weights_path).resolve()), "sha256": model_identity(base)[1]}}
     try:  # adapted.pt is only left behind complete, with its calibration
-        result = adapt_weights(base.weights_path, crops, group, different, weights, settings, device,
-                               progress=show_progress, extra={"adapted_on": str(out_dir.resolve())})
-        adapted = load_embedder(str(weights), device, config.reid.half, config.reid.batch_size)
-        after = embed_tracklets(crops, adapted, show_progress)
-        strangers_after = stranger_similarity(table, after.descriptors)
-        calibration = transported(base.calibration, strangers_before, strangers_after)
-        set_weights_extra(weights, calibration=calibration.as_dict())
+        for number in range(1, rounds + 1):
+            if number > 1:  # the last round's model is this round's base
+                weights.replace(previous)
+            round_base = previous if number > 1 else Path(base.weights_path)
+            linked = link_tracklets(table, descriptors, config.link, layout, embedder.calibration, device, constraints)
+            embedder, after, done_round = _adapt_once(
+                round_base, embedder.calibration, table, descriptors, crops, linked.links, link_probability, different,
+                weights, config, settings, device, show_progress, {**first_round, "round": number})
+            descriptors = after.descriptors
+            done.append(done_round)
+            previous.unlink(missing_ok=True)
     except BaseException as error:
         weights.unlink(missing_ok=True)
+        previous.unlink(missing_ok=True)
         if isinstance(error, ReidError):
             raise CctrackError(str(error)) from None
         raise
-    adapted.calibration = calibration
+    strangers_after = stranger_similarity(table, descriptors)
     # The cache keys embeddings by the weights file's sha256, which the calibration just changed.
-    cache.save_embeddings(out_dir, embed_tracklets_identity(after, adapted))
+    cache.save_embeddings(out_dir, embed_tracklets_identity(after, embedder))
     relinked = relink(out_dir, replace(config, reid=replace(config.reid, checkpoint=str(weights))), show_progress)
-    return AdaptSummary(weights, base.description, result.steps, result.first_loss, result.last_loss,
-                        int(group.max()) + 1, int(different.sum() // 2), strangers_before, strangers_after, relinked)
+    return AdaptSummary(weights, base.description, settings.steps, tuple(done), int(different.sum() // 2),
+                        strangers_before, strangers_after, relinked)
+
+
+def _adapt_once(base_weights: Path, calibration, table: TrackletTable, descriptors: np.ndarray, crops: list, links,
+                link_probability: float, different: np.ndarray, weights: Path, config: RunConfig, settings, device,
+                show_progress: bool, extra: dict):
+    """One round: fine-tune base_weights on the groups its links of at least link_probability make, write
+    `weights` with the base's calibration carried over; (the adapted embedder, its embeddings, the round)."""
+    from reid.adapt import adapt_weights
+    from reid.calibration import transported
+    from reid.checkpoint import set_weights_extra
+
+    group = confident_groups(len(table), links, link_probability)
+    strangers_before = stranger_similarity(table, descriptors)
+    result = adapt_weights(base_weights, crops, group, different, weights, settings, device, progress=show_progress,
+                           extra=extra)
+    adapted = load_embedder(str(weights), device, config.reid.half, config.reid.batch_size)
+    after = embed_tracklets(crops, adapted, show_progress)
+    adapted.calibration = transported(calibration, strangers_before, stranger_similarity(table, after.descriptors))
+    set_weights_extra(weights, calibration=adapted.calibration.as_dict())
+    confident = sum(link.confidence >= link_probability for link in links)
+    return adapted, after, AdaptRound(int(group.max()) + 1, int(confident), result.first_loss, result.last_loss)
 
 
 def embed_tracklets_identity(embeddings, embedder):

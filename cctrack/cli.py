@@ -144,6 +144,7 @@ def adapt_command(
     reid_checkpoint: Optional[str] = typer.Option(None, "--reid-checkpoint", help="The CSSC model to adapt (default: the shipped one)"),
     steps: int = typer.Option(200, "--steps", min=1, help="Fine-tuning steps (64 crops each)"),
     link_probability: float = typer.Option(0.95, "--link-probability", min=0.5, max=1.0, help="Links at least this likely count as one person in training"),
+    rounds: int = typer.Option(1, "--rounds", min=1, help="Adapt again from the adapted model and its links, this many times in all"),
     device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
     video: Optional[bool] = typer.Option(None, "--video/--no-video", help="Write annotated videos"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars"),
@@ -154,7 +155,8 @@ def adapt_command(
     from reid.adapt import AdaptSettings
 
     flags = {"reid.checkpoint": reid_checkpoint, "device": device, "export.video": video}
-    summary = adapt(out_dir, load_config(config, settings, flags), AdaptSettings(steps=steps), link_probability, show_progress=not quiet)
+    summary = adapt(out_dir, load_config(config, settings, flags), AdaptSettings(steps=steps), link_probability,
+                    show_progress=not quiet, rounds=rounds)
     typer.echo(summary.text())
 
 

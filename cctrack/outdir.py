@@ -32,8 +32,8 @@ HALF_WRITTEN_LOCK_SECONDS = 10.0  # a lock file without its holder for this long
 INPUTS_RECORD = Path("cache") / "inputs.json"
 # Everything a run (and `cctrack link`, `adapt`, `eval`) writes at the top of OUT_DIR.
 CORRECTIONS_NAME = "corrections.yaml"  # a person's, never cleared: read by `cctrack run` and `cctrack link`
-RUN_OUTPUTS = ("identities.json", "summary.txt", "eval.json", "adapted.pt", "report.html",
-               "tracks", "global", "videos", "crops", "cache")
+RUN_OUTPUTS = ("identities.json", "summary.txt", "eval.json", "adapted.pt", "adapted.previous-round.pt", "report.html",
+               "tracks", "global", "videos", "crops", "cache")  # the 2nd .pt: only while `adapt --rounds` trains, or after a kill
 
 
 def camera_fingerprint(camera: Camera) -> dict:

@@ -3,7 +3,11 @@ people seen at the same time are the only labels it gets."""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 from cctrack.adapt import co_occurring, confident_groups
 from cctrack.mot import read_mot_txt
@@ -55,22 +59,14 @@ def test_adapting_on_one_camera_separates_people_seen_together(tmp_path):
     assert same_after > same_before - 0.02  # while each person stays themself
 
 
-def test_a_failed_adaptation_leaves_no_adapted_weights(tmp_path, monkeypatch):
-    import shutil
-
+def test_a_failed_adaptation_leaves_no_adapted_weights(tmp_path, monkeypatch, short_run):
     from typer.testing import CliRunner
 
     import cctrack.adapt
     from cctrack.cli import app
-    from tests.conftest import read_sample_frames, write_video
 
-    videos = tmp_path / "videos"
-    videos.mkdir()
-    for camera in ("cam_left", "cam_right"):
-        write_video(videos / f"{camera}.mp4", read_sample_frames(camera, 12))
-    out = tmp_path / "out"
+    out = shutil.copytree(short_run, tmp_path / "out")
     runner = CliRunner()
-    assert runner.invoke(app, ["run", str(videos), "--out", str(out), "--no-video", "--quiet"]).exit_code == 0
     shutil.copy(out / "identities.json", tmp_path / "before.json")
 
     def broken(*args, **kwargs):
@@ -84,3 +80,78 @@ def test_a_failed_adaptation_leaves_no_adapted_weights(tmp_path, monkeypatch):
     assert result.exit_code == 2 and "could not be carried over" in result.stderr
     assert not (out / "adapted.pt").exists()
     assert (out / "identities.json").read_text() == (tmp_path / "before.json").read_text()
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory) -> Path:
+    """A 12-frame two-camera run of the sample (too few stranger pairs to carry a calibration over: the
+    tests pretend it has them). Tests adapt copies of it."""
+    from typer.testing import CliRunner
+
+    from cctrack.cli import app
+    from tests.conftest import read_sample_frames, write_video
+
+    root = tmp_path_factory.mktemp("short_run")
+    videos = root / "videos"
+    videos.mkdir()
+    for camera in ("cam_left", "cam_right"):
+        write_video(videos / f"{camera}.mp4", read_sample_frames(camera, 12))
+    out = root / "out"
+    assert CliRunner().invoke(app, ["run", str(videos), "--out", str(out), "--no-video", "--quiet"]).exit_code == 0
+    return out
+
+
+def test_each_round_adapts_the_model_of_the_round_before(tmp_path, monkeypatch, short_run):
+    from typer.testing import CliRunner
+
+    import cctrack.adapt
+    from cctrack.cli import app
+    from reid.checkpoint import load_checkpoint
+    from reid.pretrained import sha256_of_file
+
+    out = shutil.copytree(short_run, tmp_path / "out")
+    monkeypatch.setattr(cctrack.adapt, "stranger_similarity", lambda table, descriptors: (0.0, 0.1))
+    import reid.adapt
+
+    real, bases = reid.adapt.adapt_weights, []
+
+    def recording(weights, *args, **kwargs):
+        bases.append(sha256_of_file(weights))
+        return real(weights, *args, **kwargs)
+
+    monkeypatch.setattr(reid.adapt, "adapt_weights", recording)
+    result = CliRunner().invoke(app, ["adapt", str(out), "--steps", "1", "--rounds", "2", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "round 1:" in result.output and "round 2:" in result.output
+    assert not (out / cctrack.adapt.PREVIOUS_ROUND_WEIGHTS).exists()
+    extra = load_checkpoint(out / "adapted.pt")["extra"]
+    assert extra["round"] == 2 and "calibration" in extra
+    assert len(bases) == 2 and bases[1] != bases[0]  # round 2 started from round 1's model
+    assert extra["adapted_from"]["sha256"] == bases[1]
+    assert extra["first_round_base"]["sha256"] == bases[0]
+
+
+def test_a_failed_later_round_leaves_no_adapted_weights(tmp_path, monkeypatch, short_run):
+    from typer.testing import CliRunner
+
+    import cctrack.adapt
+    import reid.calibration
+    from cctrack.cli import app
+
+    out = shutil.copytree(short_run, tmp_path / "out")
+    before = (out / "identities.json").read_text()
+    monkeypatch.setattr(cctrack.adapt, "stranger_similarity", lambda table, descriptors: (0.0, 0.1))
+    real, calls = reid.calibration.transported, []
+
+    def fails_in_round_two(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise cctrack.adapt.CctrackError("the calibration could not be carried over")
+        return real(*args)
+
+    monkeypatch.setattr(reid.calibration, "transported", fails_in_round_two)
+    result = CliRunner().invoke(app, ["adapt", str(out), "--steps", "1", "--rounds", "3", "--quiet"])
+    assert result.exit_code == 2 and "could not be carried over" in result.stderr
+    assert len(calls) == 2
+    assert not (out / "adapted.pt").exists() and not (out / cctrack.adapt.PREVIOUS_ROUND_WEIGHTS).exists()
+    assert (out / "identities.json").read_text() == before
