@@ -16,7 +16,9 @@ default):
   (1 when calibrated) and the same-person pairs' median log LR;
 - an oracle sweep over link.min_probability, chosen on the test data: an upper bound, not a result;
 - oracle re-entry: each camera's breaks of one person joined from the ground truth, and no cross-camera
-  link (also an upper bound): how much per-camera IDF1 better re-entry linking could win.
+  link (also an upper bound): how much per-camera IDF1 better re-entry linking could win;
+- per camera pair, the permutation p-value of the transit cluster with 1,999 shuffles (the run draws 99):
+  how close a learned (or refused) pattern is to the test's 1-in-100 edge.
 
     python -m bench.linking [--out bench/results/linking] [--reuse]
 """
@@ -35,10 +37,10 @@ from bench.stress import make_hue_rotated_copy
 from bench.record import write_record
 from cctrack import cache
 from cctrack.config import load_config
-from cctrack.embed import load_embedder
+from cctrack.embed import load_embedder, model_identity
 from cctrack.evaluate import evaluate_run
 from cctrack.mot import read_mot_txt
-from cctrack.link import LinkSettings, center_per_camera, evidence, pair_log_odds, tracklet_seconds
+from cctrack.link import LinkSettings, candidate_pairs, center_per_camera, evidence, pair_log_odds, tracklet_seconds
 from cctrack.link.layout import CameraLayout
 from cctrack.pipeline import relink, run
 from cctrack.sample import write_sample_ground_truth
@@ -136,6 +138,48 @@ def pair_auc(out_dir: Path, table: TrackletTable, person: np.ndarray, overrides:
             "same_person_median_appearance_log_lr": float(np.median(appearance[same]))}
 
 
+def transit_p_value(out_dir: Path, table: TrackletTable, shuffles: int = 1999) -> dict:
+    """Per camera pair, the permutation p-value of its transit cluster's evidence with `shuffles` shuffles
+    of the match probabilities (the run itself draws 99 and needs all below its evidence): how far from
+    the test's 1-in-100 edge the learned pattern is. Shipped model, default link settings."""
+    config, settings = load_config(None, ["device=cpu"]), LinkSettings()
+    embedder = load_embedder(config.reid.checkpoint, "cpu", None, 128, config.reid.descriptor)
+    embeddings = cache.load_embeddings(out_dir, len(table))
+    if embeddings is None or embeddings.model_sha256 != model_identity(embedder)[1]:
+        raise SystemExit(f"{out_dir}'s cached embeddings are not the shipped model's: relink with it first")
+    descriptors = center_per_camera(embeddings.descriptors, table.camera_index)
+    layout = CameraLayout.open(table.camera_names)
+    start, end = tracklet_seconds(table, layout)
+    a, b, distance = candidate_pairs(table, descriptors, start, end, settings, layout, "cpu")
+    counts = evidence.candidate_counts(table, start, end, settings.prior_window_seconds)
+    null = evidence.appearance_null(table, descriptors, start, end)
+    appearance = embedder.calibration.log_likelihood_ratio(
+        evidence.on_calibration_scale(table, a, b, 1 - distance, null, embedder.calibration))
+    probability = evidence.sigmoid(evidence.prior_log_odds(table, a, b, counts, settings.prior_seen_elsewhere) + appearance)
+    log_gaps = evidence._log_gap(evidence.signed_gaps(a, b, start, end))
+    low = np.minimum(table.camera_index[a], table.camera_index[b])
+    high = np.maximum(table.camera_index[a], table.camera_index[b])
+    rng, result = np.random.default_rng(0), {}
+    for key in sorted({(int(i), int(j)) for i, j in zip(low, high)}):
+        rows = np.flatnonzero((low == key[0]) & (high == key[1]))
+        rows = rows[np.argsort(-probability[rows], kind="stable")[:evidence.TRANSIT_FIT_PAIRS]]
+        first, second = evidence.camera_pair_samples(table, key, start, end, rng, evidence.PAIRS_PER_CAMERA_PAIR)
+        strangers = evidence.RandomGaps.of(evidence._log_gap(evidence.signed_gaps(first, second, start, end)))
+        gaps, weights = log_gaps[rows], probability[rows]
+        density = strangers.density(gaps)
+        order = np.argsort(gaps)
+        starts = np.unique(np.interp(np.linspace(0.05, 0.95, evidence.TRANSIT_EM_STARTS),
+                                     np.cumsum(weights[order] / weights.sum()), gaps[order]))
+        observed = evidence._fit_mixture(gaps, density, weights[None], starts)[4][0]
+        shuffled = np.stack([rng.permutation(weights) for _ in range(shuffles)])
+        chance = np.concatenate([evidence._fit_mixture(gaps, density, shuffled[i:i + 200], starts)[4]
+                                 for i in range(0, shuffles, 200)])
+        reached = int((chance >= observed).sum())
+        names = f"{table.camera_names[key[0]]} <-> {table.camera_names[key[1]]}"
+        result[names] = {"shuffles_reaching_it": reached, "shuffles": shuffles, "p": (reached + 1) / (shuffles + 1)}
+    return result
+
+
 def descriptor_quality(out_dir: Path, gt_dir: Path, person: np.ndarray, table: TrackletTable, overrides: list[str]) -> dict:
     """link_quality of the default settings with this descriptor, its pair AUC and the oracle sweep."""
     relink_with(out_dir, overrides)
@@ -192,6 +236,8 @@ def main() -> None:
         person = ground_truth_person(table, gt_dir)
         rows = {descriptor: descriptor_quality(out_dir, gt_dir, person, table, overrides)
                 for descriptor, overrides in DESCRIPTORS.items()}
+        relink_with(out_dir, [])  # the cache holds the embeddings of the last descriptor scored
+        rows["shipped CSSC-MobileNetV2"]["transit_permutation_p"] = transit_p_value(out_dir, table)
         relink_with(out_dir, ["link.distance_threshold=1e-9"])
         rows["no linking"] = link_quality(out_dir, gt_dir, person, table)
         oracle = oracle_reentry_corrections(table, person, args.out / f"{name}_oracle_reentry.yaml")
@@ -201,6 +247,8 @@ def main() -> None:
         results[name] = rows
         print(f"\n{name}: {len(table)} tracklets")
         print_rows(rows)
+        for cameras, test in rows["shipped CSSC-MobileNetV2"]["transit_permutation_p"].items():
+            print(f"transit {cameras}: {test['shuffles_reaching_it']} of {test['shuffles']} shuffles reach its evidence, p = {test['p']:.4f}")
     write_record(args.out.parent / "linking.json", {"results": results})
 
 
