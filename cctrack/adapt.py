@@ -49,7 +49,7 @@ class AdaptRound:
     """One round of adaptation: the pseudo-identities it trained on and how its loss went."""
 
     groups: int  # pseudo-identities trained on (tracklets, after merging confident links)
-    cross_links: int  # of the links of at least link_probability that made those groups
+    cross_links: int  # the links of at least link_probability that made those groups
     first_loss: float
     last_loss: float
 
@@ -78,10 +78,12 @@ class AdaptSummary:
         return self.rounds[-1].groups
 
     def text(self) -> str:
-        lines = [f"adapted {self.base_model}: {len(self.rounds)} round(s) of {self.steps} steps, "
-                 f"{self.known_negative_pairs} known different pairs"]
-        lines += [f"  round {k}: {r.groups} tracklet groups ({r.cross_links} confident links), loss {r.first_loss:.3f} -> "
-                  f"{r.last_loss:.3f}" for k, r in enumerate(self.rounds, 1)]
+        rounds = f"{len(self.rounds)} rounds of {self.steps} steps" if len(self.rounds) > 1 else f"{self.steps} steps"
+        lines = [f"adapted {self.base_model} on {self.groups} tracklet groups, {self.known_negative_pairs} known "
+                 f"different pairs: {rounds}, loss {self.first_loss:.3f} -> {self.last_loss:.3f}"]
+        if len(self.rounds) > 1:
+            lines += [f"  round {k}: {r.groups} tracklet groups ({r.cross_links} links of at least the training "
+                      f"probability), loss {r.first_loss:.3f} -> {r.last_loss:.3f}" for k, r in enumerate(self.rounds, 1)]
         return "\n".join(lines + [
             f"strangers' similarity (median, spread): {self.strangers_before[0]:.3f}, {self.strangers_before[1]:.3f}"
             f" -> {self.strangers_after[0]:.3f}, {self.strangers_after[1]:.3f}",
