@@ -151,11 +151,8 @@ def transit_p_value(out_dir: Path, table: TrackletTable, shuffles: int = 1999) -
     layout = CameraLayout.open(table.camera_names)
     start, end = tracklet_seconds(table, layout)
     a, b, distance = candidate_pairs(table, descriptors, start, end, settings, layout, "cpu")
-    counts = evidence.candidate_counts(table, start, end, settings.prior_window_seconds)
-    null = evidence.appearance_null(table, descriptors, start, end)
-    appearance = embedder.calibration.log_likelihood_ratio(
-        evidence.on_calibration_scale(table, a, b, 1 - distance, null, embedder.calibration))
-    probability = evidence.sigmoid(evidence.prior_log_odds(table, a, b, counts, settings.prior_seen_elsewhere) + appearance)
+    probability = evidence.sigmoid(pair_log_odds(table, descriptors, a, b, 1 - distance, start, end, math.inf, settings,
+                                                 embedder.calibration, learn_transit=False))  # prior + appearance
     log_gaps = evidence._log_gap(evidence.signed_gaps(a, b, start, end))
     low = np.minimum(table.camera_index[a], table.camera_index[b])
     high = np.maximum(table.camera_index[a], table.camera_index[b])
@@ -165,15 +162,8 @@ def transit_p_value(out_dir: Path, table: TrackletTable, shuffles: int = 1999) -
         rows = rows[np.argsort(-probability[rows], kind="stable")[:evidence.TRANSIT_FIT_PAIRS]]
         first, second = evidence.camera_pair_samples(table, key, start, end, rng, evidence.PAIRS_PER_CAMERA_PAIR)
         strangers = evidence.RandomGaps.of(evidence._log_gap(evidence.signed_gaps(first, second, start, end)))
-        gaps, weights = log_gaps[rows], probability[rows]
-        density = strangers.density(gaps)
-        order = np.argsort(gaps)
-        starts = np.unique(np.interp(np.linspace(0.05, 0.95, evidence.TRANSIT_EM_STARTS),
-                                     np.cumsum(weights[order] / weights.sum()), gaps[order]))
-        observed = evidence._fit_mixture(gaps, density, weights[None], starts)[4][0]
-        shuffled = np.stack([rng.permutation(weights) for _ in range(shuffles)])
-        chance = np.concatenate([evidence._fit_mixture(gaps, density, shuffled[i:i + 200], starts)[4]
-                                 for i in range(0, shuffles, 200)])
+        shuffled = np.stack([rng.permutation(probability[rows]) for _ in range(shuffles)])
+        observed, chance = evidence.permutation_evidence(log_gaps[rows], probability[rows], strangers, shuffled)
         reached = int((chance >= observed).sum())
         names = f"{table.camera_names[key[0]]} <-> {table.camera_names[key[1]]}"
         result[names] = {"shuffles_reaching_it": reached, "shuffles": shuffles, "p": (reached + 1) / (shuffles + 1)}

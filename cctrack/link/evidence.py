@@ -264,6 +264,25 @@ def independent_matches(in_pattern: np.ndarray, first: np.ndarray, second: np.nd
     return float(np.minimum(per_group, 1.0).sum())
 
 
+def em_starts(log_gaps: np.ndarray, match_probability: np.ndarray) -> np.ndarray:
+    """EM start centres for a camera pair's transit cluster: where its likely matches' gaps lie (quantiles
+    of the gaps weighted by match probability)."""
+    weights = match_probability / match_probability.sum()
+    order = np.argsort(log_gaps)
+    return np.unique(np.interp(np.linspace(0.05, 0.95, TRANSIT_EM_STARTS), np.cumsum(weights[order]), log_gaps[order]))
+
+
+def permutation_evidence(log_gaps: np.ndarray, match_probability: np.ndarray, strangers: RandomGaps,
+                         shuffled: np.ndarray) -> tuple[float, np.ndarray]:
+    """The evidence of a camera pair's best transit cluster, and that of each row of `shuffled` (R, n)
+    (the match probabilities permuted): fit_transit_pattern's test without its early stop."""
+    density = strangers.density(log_gaps)
+    starts = em_starts(log_gaps, match_probability)
+    observed = _fit_mixture(log_gaps, density, match_probability[None], starts)[4][0]
+    chance = [_fit_mixture(log_gaps, density, shuffled[i:i + 200], starts)[4] for i in range(0, len(shuffled), 200)]
+    return float(observed), np.concatenate(chance)
+
+
 def fit_transit_pattern(log_gaps: np.ndarray, match_probability: np.ndarray, strangers: RandomGaps,
                         rng: np.random.Generator,
                         tracklets: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[float, float, float, float] | None:
@@ -282,10 +301,7 @@ def fit_transit_pattern(log_gaps: np.ndarray, match_probability: np.ndarray, str
         return None
     stranger_density = strangers.density(log_gaps)
     shuffled = np.stack([rng.permutation(match_probability) for _ in range(TRANSIT_PERMUTATIONS)])
-    # Starts: where the likely matches' gaps lie.
-    weights = match_probability / match_probability.sum()
-    order = np.argsort(log_gaps)
-    starts = np.unique(np.interp(np.linspace(0.05, 0.95, TRANSIT_EM_STARTS), np.cumsum(weights[order]), log_gaps[order]))
+    starts = em_starts(log_gaps, match_probability)
     fit = _fit_mixture(log_gaps, stranger_density, match_probability[None], starts)
     share, centre, spread, matches, evidence = (value[0] for value in fit)
     if matches < PATTERN_MIN_MATCHES or spread > PATTERN_MAX_SPREAD * strangers.spread:
