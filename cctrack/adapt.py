@@ -49,7 +49,7 @@ class AdaptRound:
     """One round of adaptation: the pseudo-identities it trained on and how its loss went."""
 
     groups: int  # pseudo-identities trained on (tracklets, after merging confident links)
-    cross_links: int  # the links of at least link_probability that made those groups
+    confident_links: int  # the links (cross-camera, re-entry, a person's) of at least link_probability that made them
     first_loss: float
     last_loss: float
 
@@ -82,7 +82,7 @@ class AdaptSummary:
         lines = [f"adapted {self.base_model} on {self.groups} tracklet groups, {self.known_negative_pairs} known "
                  f"different pairs: {rounds}, loss {self.first_loss:.3f} -> {self.last_loss:.3f}"]
         if len(self.rounds) > 1:
-            lines += [f"  round {k}: {r.groups} tracklet groups ({r.cross_links} links of at least the training "
+            lines += [f"  round {k}: {r.groups} tracklet groups ({r.confident_links} links of at least the training "
                       f"probability), loss {r.first_loss:.3f} -> {r.last_loss:.3f}" for k, r in enumerate(self.rounds, 1)]
         return "\n".join(lines + [
             f"strangers' similarity (median, spread): {self.strangers_before[0]:.3f}, {self.strangers_before[1]:.3f}"
@@ -179,7 +179,7 @@ def _adapt(out_dir: Path, config: RunConfig, settings, link_probability: float, 
 
     weights = out_dir / ADAPTED_WEIGHTS
     previous = out_dir / PREVIOUS_ROUND_WEIGHTS
-    embedder, after, done = base, None, []
+    embedder, after, done, strangers = base, None, [], strangers_before
     # adapted_from (reid.adapt) names each round's base, a temporary file after the first round.
     first_round = {"adapted_on": str(out_dir.resolve()),
                    "first_round_base": {"path": str(Path(base.weights_path).resolve()), "sha256": model_identity(base)[1]}}
@@ -189,8 +189,8 @@ def _adapt(out_dir: Path, config: RunConfig, settings, link_probability: float, 
                 weights.replace(previous)
             round_base = previous if number > 1 else Path(base.weights_path)
             linked = link_tracklets(table, descriptors, config.link, layout, embedder.calibration, device, constraints)
-            embedder, after, done_round = _adapt_once(
-                round_base, embedder.calibration, table, descriptors, crops, linked.links, link_probability, different,
+            embedder, after, done_round, strangers = _adapt_once(
+                round_base, embedder.calibration, strangers, table, crops, linked.links, link_probability, different,
                 weights, config, settings, device, show_progress, {**first_round, "round": number})
             descriptors = after.descriptors
             done.append(done_round)
@@ -201,33 +201,33 @@ def _adapt(out_dir: Path, config: RunConfig, settings, link_probability: float, 
         if isinstance(error, ReidError):
             raise CctrackError(str(error)) from None
         raise
-    strangers_after = stranger_similarity(table, descriptors)
     # The cache keys embeddings by the weights file's sha256, which the calibration just changed.
     cache.save_embeddings(out_dir, embed_tracklets_identity(after, embedder))
     relinked = relink(out_dir, replace(config, reid=replace(config.reid, checkpoint=str(weights))), show_progress)
     return AdaptSummary(weights, base.description, settings.steps, tuple(done), int(different.sum() // 2),
-                        strangers_before, strangers_after, relinked)
+                        strangers_before, strangers, relinked)
 
 
-def _adapt_once(base_weights: Path, calibration, table: TrackletTable, descriptors: np.ndarray, crops: list, links,
-                link_probability: float, different: np.ndarray, weights: Path, config: RunConfig, settings, device,
+def _adapt_once(base_weights: Path, calibration, strangers_before: tuple[float, float], table: TrackletTable, crops: list,
+                links, link_probability: float, different: np.ndarray, weights: Path, config: RunConfig, settings, device,
                 show_progress: bool, extra: dict):
     """One round: fine-tune base_weights on the groups its links of at least link_probability make, write
-    `weights` with the base's calibration carried over; (the adapted embedder, its embeddings, the round)."""
+    `weights` with the base's calibration carried over from its strangers' similarity (strangers_before);
+    (the adapted embedder, its embeddings, the round, its strangers' similarity)."""
     from reid.adapt import adapt_weights
     from reid.calibration import transported
     from reid.checkpoint import set_weights_extra
 
     group = confident_groups(len(table), links, link_probability)
-    strangers_before = stranger_similarity(table, descriptors)
     result = adapt_weights(base_weights, crops, group, different, weights, settings, device, progress=show_progress,
                            extra=extra)
     adapted = load_embedder(str(weights), device, config.reid.half, config.reid.batch_size)
     after = embed_tracklets(crops, adapted, show_progress)
-    adapted.calibration = transported(calibration, strangers_before, stranger_similarity(table, after.descriptors))
+    strangers_after = stranger_similarity(table, after.descriptors)
+    adapted.calibration = transported(calibration, strangers_before, strangers_after)
     set_weights_extra(weights, calibration=adapted.calibration.as_dict())
     confident = sum(link.confidence >= link_probability for link in links)
-    return adapted, after, AdaptRound(int(group.max()) + 1, int(confident), result.first_loss, result.last_loss)
+    return adapted, after, AdaptRound(int(group.max()) + 1, int(confident), result.first_loss, result.last_loss), strangers_after
 
 
 def embed_tracklets_identity(embeddings, embedder):
