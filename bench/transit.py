@@ -5,7 +5,7 @@ on a ring, one hour). The shipped model's calibration reads the similarities. Al
 pairs got a transit pattern, with real matches behind it or among strangers only, and what learning
 does to the identities (pairwise precision and recall against the true people).
 
-Wall clock, one thread (set OMP_NUM_THREADS=1, as bench.link does), median of --repeats after a warm-up.
+Wall clock, one thread (set OMP_NUM_THREADS=1, as bench.link does), median of --repeats after --warmups untimed calls (1).
 
     python -m bench.transit [--sizes 2000 10000] [--repeats 3] [--out bench/results/transit.json]
 """
@@ -51,6 +51,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 10000])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warmups", type=int, default=1, help="untimed calls first (0 for the 100k run)")
     parser.add_argument("--dim", type=int, default=256)
     parser.add_argument("--out", type=Path, default=REPOSITORY / "bench" / "results" / "transit.json")
     arguments = parser.parse_args()
@@ -63,7 +64,7 @@ def main() -> None:
         for name, learn in (("with_transit", True), ("without_transit", False)):
             settings = LinkSettings(center_per_camera=False, learn_transit=learn)
             row[name] = timed(lambda: link_tracklets(world.table, world.embeddings, settings, calibration=calibration,
-                                                     device="cpu"), arguments.repeats)
+                                                     device="cpu"), arguments.repeats, arguments.warmups)
             result = link_tracklets(world.table, world.embeddings, settings, calibration=calibration, device="cpu")
             row[name].update(identities=int(len(np.unique(result.identity))), **pair_scores(world.person, result.identity))
             if learn:
@@ -75,7 +76,7 @@ def main() -> None:
               f"patterns {row['patterns']}", flush=True)
         rows.append(row)
     write_record(arguments.out,
-                 {"timing": f"wall clock, median of {arguments.repeats} after a warm-up, OMP_NUM_THREADS="
+                 {"timing": f"wall clock, median of {arguments.repeats} after {arguments.warmups} warm-up(s), OMP_NUM_THREADS="
                             + os.environ["OMP_NUM_THREADS"], "results": rows})
 
 
