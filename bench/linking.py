@@ -153,7 +153,7 @@ def transit_p_value(out_dir: Path, table: TrackletTable, shuffles: int = 1999) -
     a, b, distance = candidate_pairs(table, descriptors, start, end, settings, layout, "cpu")
     probability = evidence.sigmoid(pair_log_odds(table, descriptors, a, b, 1 - distance, start, end, math.inf, settings,
                                                  embedder.calibration, learn_transit=False))  # prior + appearance
-    log_gaps = evidence._log_gap(evidence.signed_gaps(a, b, start, end))
+    log_gaps = evidence.log_gap(evidence.signed_gaps(a, b, start, end))
     low = np.minimum(table.camera_index[a], table.camera_index[b])
     high = np.maximum(table.camera_index[a], table.camera_index[b])
     rng, result = np.random.default_rng(0), {}
@@ -161,7 +161,7 @@ def transit_p_value(out_dir: Path, table: TrackletTable, shuffles: int = 1999) -
         rows = np.flatnonzero((low == key[0]) & (high == key[1]))
         rows = rows[np.argsort(-probability[rows], kind="stable")[:evidence.TRANSIT_FIT_PAIRS]]
         first, second = evidence.camera_pair_samples(table, key, start, end, rng, evidence.PAIRS_PER_CAMERA_PAIR)
-        strangers = evidence.RandomGaps.of(evidence._log_gap(evidence.signed_gaps(first, second, start, end)))
+        strangers = evidence.RandomGaps.of(evidence.log_gap(evidence.signed_gaps(first, second, start, end)))
         shuffled = np.stack([rng.permutation(probability[rows]) for _ in range(shuffles)])
         observed, chance = evidence.permutation_evidence(log_gaps[rows], probability[rows], strangers, shuffled)
         reached = int((chance >= observed).sum())

@@ -66,7 +66,7 @@ TRANSIT_EM_STARTS = 8  # EM starts, spread over the likely matches' gaps (EM fin
 TRANSIT_EM_ITERATIONS = 60
 TRANSIT_EM_TOLERANCE = 1e-4  # EM stops once no share, centre or spread moves more than this
 TRANSIT_FIT_PAIRS = 1000  # per camera pair: its likeliest matches, on which the pattern is fitted
-MIN_SPREAD = 0.2  # in log-gap units (see _log_gap): transit times are never known better than about 20 %
+MIN_SPREAD = 0.2  # in log-gap units (see log_gap): transit times are never known better than about 20 %
 
 
 def logit(probability: float) -> float:
@@ -161,13 +161,13 @@ def signed_gaps(pair_a: np.ndarray, pair_b: np.ndarray, start: np.ndarray, end: 
     return np.maximum(start[pair_b] - end[pair_a], start[pair_a] - end[pair_b])
 
 
-def _log_gap(gaps: np.ndarray) -> np.ndarray:
+def log_gap(gaps: np.ndarray) -> np.ndarray:
     """Gaps on a log scale (sign kept): 2 s vs 4 s differ as much as 60 s vs 120 s."""
     return np.sign(gaps) * np.log1p(np.abs(gaps))
 
 
 def _seconds(log_gaps: np.ndarray) -> np.ndarray:
-    """The inverse of _log_gap."""
+    """The inverse of log_gap."""
     return np.sign(log_gaps) * np.expm1(np.abs(log_gaps))
 
 
@@ -327,7 +327,7 @@ def fit_transit_pattern(log_gaps: np.ndarray, match_probability: np.ndarray, str
 
 @dataclass(frozen=True)
 class TransitPattern:
-    """A camera pair's transit times, in log-gap space (see _log_gap): the share of true matches that
+    """A camera pair's transit times, in log-gap space (see log_gap): the share of true matches that
     walk the usual way (shrunk by TRANSIT_PSEUDO_MATCHES), their normal, and the strangers' gaps."""
 
     share: float
@@ -366,7 +366,7 @@ class TransitModel:
         result = np.zeros(len(pair_a))
         camera_a, camera_b = table.camera_index[pair_a], table.camera_index[pair_b]
         low, high = np.minimum(camera_a, camera_b), np.maximum(camera_a, camera_b)
-        log_gaps = _log_gap(gaps)
+        log_gaps = log_gap(gaps)
         for (i, j), pattern in self.patterns.items():
             rows = (low == i) & (high == j)
             result[rows] = pattern.log_likelihood_ratio(log_gaps[rows])
@@ -382,7 +382,7 @@ def fit_transit_model(table: TrackletTable, start: np.ndarray, end: np.ndarray, 
     so that its pattern depends on its own tracklets only (adding a camera changes no other pattern)."""
     camera_a, camera_b = table.camera_index[pair_a], table.camera_index[pair_b]
     low, high = np.minimum(camera_a, camera_b), np.maximum(camera_a, camera_b)
-    log_gaps = _log_gap(signed_gaps(pair_a, pair_b, start, end))
+    log_gaps = log_gap(signed_gaps(pair_a, pair_b, start, end))
     match_probability = np.asarray(match_probability, np.float64)
     patterns = {}
     for key in sorted({(int(i), int(j)) for i, j in zip(low, high)}):
@@ -394,7 +394,7 @@ def fit_transit_model(table: TrackletTable, start: np.ndarray, end: np.ndarray, 
         rng = np.random.default_rng((seed, *(zlib.crc32(table.camera_names[i].encode()) for i in key)))
         first, second = camera_pair_samples(table, key, start, end, rng, PAIRS_PER_CAMERA_PAIR)
         random = signed_gaps(first, second, start, end)
-        random = _log_gap(random[random <= window])
+        random = log_gap(random[random <= window])
         if len(random) < 2:
             continue
         strangers = RandomGaps.of(random)
