@@ -18,7 +18,7 @@ default):
 - oracle re-entry: each camera's breaks of one person joined from the ground truth, and no cross-camera
   link (also an upper bound): how much per-camera IDF1 better re-entry linking could win;
 - per camera pair, the permutation p-value of the transit cluster with 1,999 shuffles (the run draws up
-  to 499): how close a learned (or refused) pattern is to the test's 1-in-100 edge.
+  to 299): how close a learned (or refused) pattern is to the test's 1-in-100 edge.
 
     python -m bench.linking [--out bench/results/linking] [--reuse]
 """
@@ -140,7 +140,7 @@ def pair_auc(out_dir: Path, table: TrackletTable, person: np.ndarray, overrides:
 
 def transit_p_value(out_dir: Path, table: TrackletTable, shuffles: int = 1999) -> dict:
     """Per camera pair, the permutation p-value of its transit cluster's evidence with `shuffles` shuffles
-    of the match probabilities (the run itself draws up to 499 and lets at most 4 reach its evidence):
+    of the match probabilities (the run itself draws up to 299 and lets at most 2 reach its evidence):
     how far from the test's 1-in-100 edge the learned pattern is. Shipped model, default link settings."""
     config, settings = load_config(None, ["device=cpu"]), LinkSettings()
     embedder = load_embedder(config.reid.checkpoint, "cpu", None, 128, config.reid.descriptor)

@@ -291,9 +291,7 @@ def test_stopping_the_permutations_early_gives_the_decision_all_of_them_give():
         found = evidence.fit_transit_pattern(log_gaps, probability, strangers, np.random.default_rng(seed))
         shuffles = np.random.default_rng(seed)
         rows = np.stack([probability] + [shuffles.permutation(probability) for _ in range(evidence.TRANSIT_PERMUTATIONS)])
-        weights = probability / probability.sum()
-        order = np.argsort(log_gaps)
-        starts = np.unique(np.interp(np.linspace(0.05, 0.95, evidence.TRANSIT_EM_STARTS), np.cumsum(weights[order]), log_gaps[order]))
+        starts = evidence.em_starts(log_gaps, probability)
         _, _, spread, matches, fit_evidence = evidence._fit_mixture(log_gaps, strangers.density(log_gaps), rows, starts)
         shape_ok = matches[0] >= evidence.PATTERN_MIN_MATCHES and spread[0] <= evidence.PATTERN_MAX_SPREAD * strangers.spread
         reached = int((fit_evidence[1:] >= fit_evidence[0]).sum())
