@@ -52,6 +52,10 @@ class VideoSettings:
 class TrackletSettings:
     crops_per_tracklet: int = 8  # best crops kept per tracklet for re-id
     min_boxes: int = 3  # shorter tracklets are dropped before linking and from the outputs (tracker noise)
+    # Where the tracker lost a person and found them again (within tracker.lost_track_seconds), fill the
+    # processed frames between with boxes interpolated between the two detections (confidence 0), so
+    # that the outputs keep the person instead of blinking out (cctrack.tracklets.fill_gaps).
+    fill_gaps: bool = True
 
     def __post_init__(self) -> None:
         if self.crops_per_tracklet < 1:

@@ -48,6 +48,7 @@ from cctrack.outdir import (CORRECTIONS_NAME, check_output_location, claim_for_r
 from cctrack.track import CameraTracks, track_cameras
 from cctrack.track.checkpoint import RESUME_FOLDER, TrackingCheckpoint, checkpoint_key, tracking_key
 from cctrack.table import TrackletTable
+from cctrack.tracklets import fill_gaps
 from cctrack.video import Camera, discover_cameras, frames_available
 
 
@@ -227,6 +228,8 @@ def _tracklets_of_run(video_dir: Path, out_dir: Path, cameras: list[Camera], con
         config=config.to_dict(),
     )
     tracklets = [tracklet for camera_tracks in tracks for tracklet in camera_tracks.tracklets]
+    if config.tracklets.fill_gaps:
+        tracklets = [fill_gaps(tracklet, config.video.stride) for tracklet in tracklets]
     for tracklet in tracklets:  # the crops still in memory (those of tracklets that ended before a checkpoint are written)
         cache.write_crops(out_dir, tracklet)
     table = TrackletTable.from_tracklets(tracklets, record.camera_names, record.camera_fps)  # what flows from here on

@@ -4,6 +4,7 @@ files in OUT_DIR/crops); no later stage sees a Tracklet."""
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -184,6 +185,35 @@ class TrackletCollector:
                 crop_candidates=[(float(state["candidate_quality"][c]), int(state["candidate_frame"][c]), crops[c])
                                  for c in candidates],
             )
+
+
+INTERPOLATED_SCORE = 0.0  # the confidence of a filled-in box: no detection is behind it
+
+
+def fill_gaps(tracklet: Tracklet, frame_step: int = 1) -> Tracklet:
+    """The tracklet with a box in every processed frame from its first to its last.
+
+    A gap in a tracklet is a stretch the tracker bridged: it lost the person (missed or occluded
+    detections) and matched them again within tracker.lost_track_seconds, so the identity across it is
+    the tracker's own claim. Each box of the gap is interpolated linearly (corners) between the
+    detections either side and scored INTERPOLATED_SCORE; detected boxes are kept as they are.
+    frame_step: the run's stride; only frames the run processed are filled (those of the tracklet's own
+    frame grid), so a strided run is not turned into a full-rate one.
+    """
+    if frame_step < 1:
+        raise ValueError(f"frame_step must be >= 1, got {frame_step}")
+    frames = tracklet.frames
+    if len(frames) < 2 or np.all(np.diff(frames) <= frame_step):
+        return tracklet
+    filled = np.union1d(np.arange(frames[0], frames[-1] + 1, frame_step, dtype=np.int64), frames)
+    detected = np.isin(filled, frames)
+    boxes = np.empty((len(filled), 4), np.float32)
+    for corner in range(4):
+        boxes[:, corner] = np.interp(filled, frames, tracklet.boxes[:, corner].astype(np.float64))
+    boxes[detected] = tracklet.boxes
+    scores = np.full(len(filled), INTERPOLATED_SCORE, np.float32)
+    scores[detected] = tracklet.scores
+    return dataclasses.replace(tracklet, frames=filled, boxes=boxes, scores=scores)
 
 
 def offsets(lengths: list[int]) -> np.ndarray:
