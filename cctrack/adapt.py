@@ -136,33 +136,61 @@ def stranger_similarity(table: TrackletTable, descriptors: np.ndarray, seed: int
     return robust_centre_spread(np.einsum("ij,ij->i", centred[first], centred[second]))
 
 
-def adapt(out_dir: Path, config: RunConfig, settings=None, link_probability: float = LINK_PROBABILITY,
-          show_progress: bool = True, rounds: int = 1) -> AdaptSummary:
-    """Fine-tune the configured re-id model on the tracklets cached in `out_dir`, then re-link with it.
-    rounds > 1 repeats it from the model just adapted, with the links that model makes (self-training:
-    each round's confident links are the next round's positives)."""
-    from reid.adapt import AdaptSettings
-
-    settings = settings or AdaptSettings()
-    out_dir = Path(out_dir)
+def check_adaptable(config: RunConfig, rounds: int = 1) -> None:
+    """Fail at once on settings adapt cannot work with (`cctrack run --adapt` checks before detecting)."""
     if config.reid.descriptor != "reid" or config.reid.checkpoint == IMAGENET_BASELINE:
         raise CctrackError("cctrack adapt fine-tunes a trained CSSC model; the ImageNet and colour baselines cannot be adapted")
     if rounds < 1:
         raise CctrackError(f"cctrack adapt needs at least 1 round, got {rounds}")
+
+
+def adapt(out_dir: Path, config: RunConfig, settings=None, link_probability: float = LINK_PROBABILITY,
+          show_progress: bool = True, rounds: int = 1, corrections_path: Path | None = None) -> AdaptSummary:
+    """Fine-tune the configured re-id model on the tracklets cached in `out_dir`, then re-link with it.
+    rounds > 1 repeats it from the model just adapted, with the links that model makes (self-training:
+    each round's confident links are the next round's positives). A person's corrections are read from
+    `corrections_path`, else from out_dir/corrections.yaml if there."""
+    from reid.adapt import AdaptSettings
+
+    settings = settings or AdaptSettings()
+    out_dir = Path(out_dir)
+    check_adaptable(config, rounds)
     cache.load_run_info(out_dir)  # a folder without a run fails here, before the lock creates anything
     with output_lock(out_dir, "adapt"):
-        return _adapt(out_dir, config, settings, link_probability, show_progress, rounds)
+        return _adapt(out_dir, config, settings, link_probability, show_progress, rounds, corrections_path)
+
+
+def run_and_adapt(video_dir: Path, out_dir: Path, config: RunConfig, settings=None,
+                  link_probability: float = LINK_PROBABILITY, rounds: int = 1, show_progress: bool = True,
+                  overwrite: bool = False, corrections_path: Path | None = None, ray=None) -> tuple[RunSummary, AdaptSummary]:
+    """`cctrack run --adapt`: the run, then `adapt` on its output. The videos are drawn once, with the
+    adapted identities; if adaptation fails, with the run's own identities, so the run's outputs are
+    complete either way."""
+    from cctrack.pipeline import run
+
+    if not config.export.link:
+        raise CctrackError("--adapt needs linking: it fine-tunes on the run's tracklets and re-links them (drop --no-link)")
+    check_adaptable(config, rounds)
+    draw_videos = config.export.video
+    first = run(video_dir, out_dir, config, show_progress, overwrite, corrections_path, ray, defer_videos=True)
+    try:
+        adapted = adapt(out_dir, config, settings, link_probability, show_progress, rounds, corrections_path)
+    except CctrackError:
+        if draw_videos:
+            relink(out_dir, config, show_progress, corrections_path)
+        raise
+    return first, adapted
 
 
 def _adapt(out_dir: Path, config: RunConfig, settings, link_probability: float, show_progress: bool,
-           rounds: int) -> AdaptSummary:
+           rounds: int, corrections_path: Path | None) -> AdaptSummary:
     from reid.errors import ReidError
 
     record = cache.load_run_info(out_dir)
     table = cache.load_tracklets(out_dir, record)
     # A person's corrections are labels too: `same` pairs are links of probability 1, `different` pairs
     # known negatives. A bad file fails here, before any work.
-    constraints = resolve_corrections(corrections_of_run(out_dir), table)
+    constraints = resolve_corrections(corrections_of_run(out_dir, corrections_path), table)
     if len(table) < 2:
         raise CctrackError(f"cctrack adapt needs at least 2 tracklets; {out_dir} has {len(table)}")
     layout = configured_layout(config, record.camera_names)
@@ -203,7 +231,8 @@ def _adapt(out_dir: Path, config: RunConfig, settings, link_probability: float, 
         raise
     # The cache keys embeddings by the weights file's sha256, which the calibration just changed.
     cache.save_embeddings(out_dir, embed_tracklets_identity(after, embedder))
-    relinked = relink(out_dir, replace(config, reid=replace(config.reid, checkpoint=str(weights))), show_progress)
+    relinked = relink(out_dir, replace(config, reid=replace(config.reid, checkpoint=str(weights))), show_progress,
+                      corrections_path)
     return AdaptSummary(weights, base.description, settings.steps, tuple(done), int(different.sum() // 2),
                         strangers_before, strangers, relinked)
 

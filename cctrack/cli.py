@@ -85,6 +85,9 @@ def run_command(
     chunk_seconds: Optional[float] = typer.Option(
         None, "--chunk-seconds", help="With --ray: split each camera into chunks of this many seconds, run in parallel and stitched"
     ),
+    adapt: bool = typer.Option(False, "--adapt", help="Then fine-tune the re-id model on the run's own tracklets and re-link (`cctrack adapt`)"),
+    adapt_steps: Optional[int] = typer.Option(None, "--adapt-steps", min=1, help="With --adapt: fine-tuning steps per round (64 crops each; default 200)"),
+    adapt_rounds: Optional[int] = typer.Option(None, "--adapt-rounds", min=1, help="With --adapt: rounds of self-training (default 1)"),
 ) -> None:
     """Detect, track, re-identify and link people in every camera of VIDEO_DIR."""
     from cctrack.config import load_config
@@ -103,14 +106,27 @@ def run_command(
     }
     if chunk_seconds is not None and ray is None:
         raise CctrackError("--chunk-seconds needs --ray (chunks run as parallel Ray tasks)")
+    if not adapt and (adapt_steps is not None or adapt_rounds is not None):
+        raise CctrackError("--adapt-steps and --adapt-rounds need --adapt")
     ray_settings = None
     if ray is not None:
         from cctrack.distributed import RaySettings
 
         ray_settings = RaySettings(address=ray, chunk_seconds=chunk_seconds)
-    summary = run(video_dir, out, load_config(config, settings, flags), show_progress=not quiet, overwrite=overwrite,
-                  corrections_path=corrections, ray=ray_settings)
-    typer.echo(summary.text())
+    run_config = load_config(config, settings, flags)
+    if not adapt:
+        summary = run(video_dir, out, run_config, show_progress=not quiet, overwrite=overwrite, corrections_path=corrections,
+                      ray=ray_settings)
+        typer.echo(summary.text())
+        return
+    from cctrack.adapt import run_and_adapt
+    from reid.adapt import AdaptSettings
+
+    adapt_settings = AdaptSettings(**({} if adapt_steps is None else {"steps": adapt_steps}))
+    first, adapted = run_and_adapt(video_dir, out, run_config, adapt_settings, rounds=adapt_rounds or 1,
+                                   show_progress=not quiet, overwrite=overwrite, corrections_path=corrections, ray=ray_settings)
+    typer.echo(f"before adapting: {first.identities} identities, {first.multi_camera_identities} seen in more than one camera")
+    typer.echo(adapted.text())
 
 
 @app.command("link")
@@ -147,6 +163,7 @@ def adapt_command(
     rounds: int = typer.Option(1, "--rounds", min=1, help="Adapt again from the adapted model and its links, this many times in all"),
     device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
     video: Optional[bool] = typer.Option(None, "--video/--no-video", help="Write annotated videos"),
+    corrections: Optional[Path] = typer.Option(None, "--corrections", help=CORRECTIONS_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars"),
 ) -> None:
     """Fine-tune the re-id model on OUT_DIR's own tracklets (no labels), write OUT_DIR/adapted.pt, re-link."""
@@ -156,7 +173,7 @@ def adapt_command(
 
     flags = {"reid.checkpoint": reid_checkpoint, "device": device, "export.video": video}
     summary = adapt(out_dir, load_config(config, settings, flags), AdaptSettings(steps=steps), link_probability,
-                    show_progress=not quiet, rounds=rounds)
+                    show_progress=not quiet, rounds=rounds, corrections_path=corrections)
     typer.echo(summary.text())
 
 

@@ -98,10 +98,12 @@ class _Job:
 
 
 def run(video_dir: Path, out_dir: Path, config: RunConfig, show_progress: bool = True, overwrite: bool = False,
-        corrections_path: Path | None = None, ray: RaySettings | None = None) -> RunSummary:
+        corrections_path: Path | None = None, ray: RaySettings | None = None, defer_videos: bool = False) -> RunSummary:
     """`cctrack run`: every stage, then every export. The output folder must be new, empty, or hold an
     earlier run of the same videos (or `overwrite`), see cctrack.outdir. Linking applies the corrections
-    of `corrections_path`, else of out_dir/corrections.yaml if there."""
+    of `corrections_path`, else of out_dir/corrections.yaml if there. `defer_videos`: a later re-link
+    draws the configured videos (`cctrack run --adapt`), so they are not drawn here, only counted in
+    the free-space check."""
     out_dir = Path(out_dir)
     check_output_location(out_dir, Path(video_dir))
     corrections = corrections_of_run(out_dir, corrections_path)  # a bad file fails before the long work
@@ -130,6 +132,8 @@ def run(video_dir: Path, out_dir: Path, config: RunConfig, show_progress: bool =
             print(warning, file=sys.stderr, flush=True)
         record, table = _tracklets_of_run(video_dir, out_dir, cameras, config, detector, detector_sha256, key, show_progress,
                                           ray, embedder)
+        if defer_videos:
+            config = dataclasses.replace(config, export=dataclasses.replace(config.export, video=False))
         return _export(_Job(out_dir, config, device, embedder, corrections, show_progress), table, record)
 
 

@@ -178,6 +178,60 @@ def test_adapt_fine_tunes_on_the_run_and_relinks_with_the_adapted_model(finished
     assert relinked.exit_code == 0 and cached.stat().st_mtime_ns == written
 
 
+def test_run_with_adapt_draws_the_videos_once_with_the_adapted_identities(crossing_sample, finished_run, tmp_path, monkeypatch):
+    import cctrack.pipeline
+
+    out = tmp_path / "adapt"
+    shutil.copytree(finished_run, out)  # the same videos: tracking is re-used, the rest is done again
+    shutil.rmtree(out / "videos")
+    drawn = []
+    real = cctrack.pipeline._write_videos
+    monkeypatch.setattr(cctrack.pipeline, "_write_videos",
+                        lambda job, *args: drawn.append(job.config.reid.checkpoint) or real(job, *args))
+    counted = []  # the free-space check before tracking counts the videos drawn at the end
+    monkeypatch.setattr(cctrack.pipeline, "space_warning", lambda out_dir, cameras, seconds, video: counted.append(video))
+    result = invoke("run", crossing_sample, "--out", out, "--stride", "2", "--adapt", "--adapt-steps", "1", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "before adapting:" in result.stdout and "adapted CSSC-mobilenetv2" in result.stdout
+    weights = out / "adapted.pt"
+    assert drawn == [str(weights)] and counted == [True]  # once, by the re-link with the adapted model
+    assert [frame_count(out / "videos" / f"{name}.mp4") for name in ("cam_left", "cam_right")] == [65, 65]
+    reid = json.loads((out / "identities.json").read_text())["run"]["models"]["reid"]
+    assert reid["path"] == str(weights.resolve())
+
+
+def test_run_with_adapt_that_fails_still_draws_the_run_s_videos(crossing_sample, finished_run, tmp_path, monkeypatch):
+    import cctrack.adapt
+
+    out = tmp_path / "adapt"
+    shutil.copytree(finished_run, out)
+    shutil.rmtree(out / "videos")
+
+    def too_few(table, descriptors):
+        raise cctrack.adapt.CctrackError("adapt needs at least 10 stranger pairs")
+
+    monkeypatch.setattr(cctrack.adapt, "stranger_similarity", too_few)
+    result = invoke("run", crossing_sample, "--out", out, "--stride", "2", "--adapt", "--adapt-steps", "1", "--quiet")
+    assert result.exit_code == 2 and "error: adapt needs at least 10 stranger pairs" in result.output
+    assert not (out / "adapted.pt").exists()
+    assert [frame_count(out / "videos" / f"{name}.mp4") for name in ("cam_left", "cam_right")] == [65, 65]
+    reid = json.loads((out / "identities.json").read_text())["run"]["models"]["reid"]
+    assert "adapted" not in reid["path"]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--adapt", "--no-link"], "--adapt needs linking"),
+    (["--adapt", "--reid-checkpoint", "imagenet"], "baselines cannot be adapted"),
+    (["--adapt", "--set", "reid.descriptor=colour_histogram"], "baselines cannot be adapted"),
+    (["--adapt-rounds", "2"], "need --adapt"),
+])
+def test_run_refuses_adapt_settings_it_cannot_use_before_any_work(crossing_sample, tmp_path, flags, message):
+    out = tmp_path / "out"
+    result = invoke("run", crossing_sample, "--out", out, *flags, "--quiet")
+    assert result.exit_code == 2 and message in result.output
+    assert not out.exists()
+
+
 def test_adapt_trains_on_a_person_s_corrections(finished_run, tmp_path):
     import re
 
