@@ -243,14 +243,20 @@ def test_adapt_trains_on_a_person_s_corrections(finished_run, tmp_path):
     identity_of = {(t["camera"], t["track_id"]): i["id"] for i in document["identities"] for t in i["tracklets"]}
     c, d = next((c, d) for c in identity_of for d in identity_of if c[0] != d[0] and identity_of[c] != identity_of[d])
     counts = []
-    for corrections in ("", f"same: [[{a['camera']}:{a['track_id']}, {b['camera']}:{b['track_id']}]]\n"
-                            f"different: [[{c[0]}:{c[1]}, {d[0]}:{d[1]}]]\n"):
+    given = (f"same: [[{a['camera']}:{a['track_id']}, {b['camera']}:{b['track_id']}]]\n"
+             f"different: [[{c[0]}:{c[1]}, {d[0]}:{d[1]}]]\n")
+    # None, in OUT_DIR/corrections.yaml, and in a file of one's own given with --corrections.
+    for corrections, own_file in (("", False), (given, False), (given, True)):
         out = tmp_path / f"adapt{len(counts)}"
         shutil.copytree(finished_run, out)
         (out / "corrections.yaml").unlink(missing_ok=True)
-        if corrections:
+        flags = []
+        if own_file:
+            (tmp_path / "mine.yaml").write_text(corrections)
+            flags = ["--corrections", tmp_path / "mine.yaml"]
+        elif corrections:
             (out / "corrections.yaml").write_text(corrections)
-        result = invoke("adapt", out, "--steps", "1", "--no-video", "--quiet")
+        result = invoke("adapt", out, "--steps", "1", "--no-video", "--quiet", *flags)
         assert result.exit_code == 0, result.output
         groups, negatives = re.search(r"on (\d+) tracklet groups, (\d+) known different pairs", result.stdout).groups()
         counts.append((int(groups), int(negatives)))
@@ -260,7 +266,8 @@ def test_adapt_trains_on_a_person_s_corrections(finished_run, tmp_path):
             from cctrack.report import report_data  # and the report says who made it
 
             assert any(row[7] == "person" for identity in report_data(out)["identities"] for row in identity["links"])
-    (groups_plain, negatives_plain), (groups_corrected, negatives_corrected) = counts
+    (groups_plain, negatives_plain), (groups_corrected, negatives_corrected), own_file_counts = counts
+    assert own_file_counts == (groups_corrected, negatives_corrected)
     assert negatives_corrected == negatives_plain + 1  # the `different` pair is a known negative
     assert groups_corrected == groups_plain - 1  # the `same` pair is one person: two groups become one
 
