@@ -19,6 +19,7 @@ reports:
     python -m bench.linking                          # once: the tracking runs re-linked here
     python -m bench.recipes runs/cuhk03_light runs/cuhk03_plain
     python -m bench.recipes runs/cuhk03_strong16 runs/cuhk03_plain runs/soup_strong16_plain.pt   # a `reid average` of two
+    python -m bench.recipes runs/cuhk03_plain10 runs/soup_shipped_plain10.pt   # the shipped weights as an ingredient
 """
 
 from __future__ import annotations
@@ -93,7 +94,9 @@ def candidate_row(candidate: Path, shipped: TrainConfig, data_root: Path, linkin
     if not ingredients:
         raise ReidError(f"{candidate} is neither a training run's folder nor a weights file made by `reid average`")
     runs = [Path(entry["file"]).parent for entry in ingredients]
-    changes = {"average_of": {str(run): {"share": entry["share"], **recipe_changes(run_config(run), shipped)}
+    # The shipped weights can be an ingredient: their folder holds their log, not a run's checkpoints.
+    changes = {"average_of": {str(run): {"share": entry["share"],
+                                         **({} if run == DEFAULT_WEIGHTS_PATH.parent else recipe_changes(run_config(run), shipped))}
                               for run, entry in zip(runs, ingredients)}}
     return recipe_row(candidate.resolve(), changes, sum(wall_minutes(run) for run in runs), data_root, linking_dir)
 

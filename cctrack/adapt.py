@@ -20,6 +20,7 @@ training later. Every round keeps the same known negatives and the same bar for 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ import numpy as np
 from cctrack import cache
 from cctrack.config import RunConfig
 from cctrack.device import resolve_device
+from cctrack.distributed import RaySettings
 from cctrack.embed import IMAGENET_BASELINE, embed_tracklets, load_embedder, model_identity
 from cctrack.errors import CctrackError
 from cctrack.link import center_per_camera, link_tracklets, tracklet_seconds
@@ -36,6 +38,9 @@ from cctrack.outdir import output_lock
 from cctrack.link.corrections import resolve_corrections
 from cctrack.pipeline import RunSummary, configured_layout, corrections_of_run, relink, run_embeddings
 from cctrack.table import TrackletTable
+
+if TYPE_CHECKING:  # reid.adapt imports torch's training code: loaded only when adapting
+    from reid.adapt import AdaptSettings
 
 ADAPTED_WEIGHTS = "adapted.pt"
 PREVIOUS_ROUND_WEIGHTS = "adapted.previous-round.pt"  # only while a later round trains
@@ -144,7 +149,7 @@ def check_adaptable(config: RunConfig, rounds: int = 1) -> None:
         raise CctrackError(f"cctrack adapt needs at least 1 round, got {rounds}")
 
 
-def adapt(out_dir: Path, config: RunConfig, settings=None, link_probability: float = LINK_PROBABILITY,
+def adapt(out_dir: Path, config: RunConfig, settings: AdaptSettings | None = None, link_probability: float = LINK_PROBABILITY,
           show_progress: bool = True, rounds: int = 1, corrections_path: Path | None = None) -> AdaptSummary:
     """Fine-tune the configured re-id model on the tracklets cached in `out_dir`, then re-link with it.
     rounds > 1 repeats it from the model just adapted, with the links that model makes (self-training:
@@ -160,9 +165,10 @@ def adapt(out_dir: Path, config: RunConfig, settings=None, link_probability: flo
         return _adapt(out_dir, config, settings, link_probability, show_progress, rounds, corrections_path)
 
 
-def run_and_adapt(video_dir: Path, out_dir: Path, config: RunConfig, settings=None,
+def run_and_adapt(video_dir: Path, out_dir: Path, config: RunConfig, settings: AdaptSettings | None = None,
                   link_probability: float = LINK_PROBABILITY, rounds: int = 1, show_progress: bool = True,
-                  overwrite: bool = False, corrections_path: Path | None = None, ray=None) -> tuple[RunSummary, AdaptSummary]:
+                  overwrite: bool = False, corrections_path: Path | None = None,
+                  ray: RaySettings | None = None) -> tuple[RunSummary, AdaptSummary]:
     """`cctrack run --adapt`: the run, then `adapt` on its output. The videos are drawn once, with the
     adapted identities; if adaptation fails, with the run's own identities, so the run's outputs are
     complete either way."""
