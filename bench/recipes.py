@@ -96,7 +96,7 @@ def candidate_row(candidate: Path, shipped: TrainConfig, data_root: Path, linkin
     runs = [Path(entry["file"]).parent for entry in ingredients]
     # The shipped weights can be an ingredient: their folder holds their log, not a run's checkpoints.
     changes = {"average_of": {str(run): {"share": entry["share"],
-                                         **({} if run == DEFAULT_WEIGHTS_PATH.parent else recipe_changes(run_config(run), shipped))}
+                                         **({} if run.resolve() == DEFAULT_WEIGHTS_PATH.parent.resolve() else recipe_changes(run_config(run), shipped))}
                               for run, entry in zip(runs, ingredients)}}
     return recipe_row(candidate.resolve(), changes, sum(wall_minutes(run) for run in runs), data_root, linking_dir)
 
