@@ -94,10 +94,11 @@ def candidate_row(candidate: Path, shipped: TrainConfig, data_root: Path, linkin
     if not ingredients:
         raise ReidError(f"{candidate} is neither a training run's folder nor a weights file made by `reid average`")
     runs = [Path(entry["file"]).parent for entry in ingredients]
-    # The shipped weights can be an ingredient: their folder holds their log, not a run's checkpoints.
-    changes = {"average_of": {str(run): {"share": entry["share"],
-                                         **({} if run.resolve() == DEFAULT_WEIGHTS_PATH.parent.resolve() else recipe_changes(run_config(run), shipped))}
-                              for run, entry in zip(runs, ingredients)}}
+
+    def changes_of(run: Path) -> dict:  # the shipped weights' folder holds their log, not a run's checkpoints
+        return {} if run.resolve() == DEFAULT_WEIGHTS_PATH.parent.resolve() else recipe_changes(run_config(run), shipped)
+
+    changes = {"average_of": {str(run): {"share": entry["share"], **changes_of(run)} for run, entry in zip(runs, ingredients)}}
     return recipe_row(candidate.resolve(), changes, sum(wall_minutes(run) for run in runs), data_root, linking_dir)
 
 

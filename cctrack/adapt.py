@@ -36,7 +36,7 @@ from cctrack.link.evidence import PAIRS_PER_CAMERA_PAIR, camera_pair_samples
 from cctrack.link.layout import CameraLayout
 from cctrack.outdir import output_lock
 from cctrack.link.corrections import resolve_corrections
-from cctrack.pipeline import RunSummary, configured_layout, corrections_of_run, relink, run_embeddings
+from cctrack.pipeline import RunSummary, configured_layout, corrections_of_run, relink, run, run_embeddings
 from cctrack.table import TrackletTable
 
 if TYPE_CHECKING:  # reid.adapt imports torch's training code: loaded only when adapting
@@ -172,8 +172,6 @@ def run_and_adapt(video_dir: Path, out_dir: Path, config: RunConfig, settings: A
     """`cctrack run --adapt`: the run, then `adapt` on its output. The videos are drawn once, with the
     adapted identities; if adaptation fails, with the run's own identities, so the run's outputs are
     complete either way."""
-    from cctrack.pipeline import run
-
     if not config.export.link:
         raise CctrackError("--adapt needs linking: it fine-tunes on the run's tracklets and re-links them (drop --no-link)")
     check_adaptable(config, rounds)

@@ -122,7 +122,7 @@ def run_command(
     from cctrack.adapt import run_and_adapt
     from reid.adapt import AdaptSettings
 
-    adapt_settings = AdaptSettings(**({} if adapt_steps is None else {"steps": adapt_steps}))
+    adapt_settings = AdaptSettings() if adapt_steps is None else AdaptSettings(steps=adapt_steps)
     first, adapted = run_and_adapt(video_dir, out, run_config, adapt_settings, rounds=adapt_rounds or 1,
                                    show_progress=not quiet, overwrite=overwrite, corrections_path=corrections, ray=ray_settings)
     typer.echo(f"before adapting: {first.identities} identities, {first.multi_camera_identities} seen in more than one camera")
