@@ -74,6 +74,9 @@ class TrainConfig:
     max_blur_sigma: float = 1.5
     jpeg_probability: float = 0.0
     min_jpeg_quality: int = 30
+    # 0-based epoch from which the degradations (colour, downscale, blur, JPEG) are on; before it the
+    # model learns identities on clean crops (a curriculum: degraded from the start, learning is slower).
+    degrade_start_epoch: int = 0
     seed: int = 666
     amp: bool = True  # mixed precision on CUDA (bf16 where supported, else fp16 with a GradScaler)
     cpu_bf16: bool = False  # bf16 autocast when training on a CPU with native bf16 (1.2x faster on AVX-512 BF16); ignored elsewhere
@@ -111,6 +114,7 @@ class TrainConfig:
             "num_workers": (self.num_workers is None or self.num_workers >= 0, ">= 0 or null"),
             "threads": (self.threads is None or self.threads >= 1, ">= 1 or null"),
             "calibration_ids": (self.calibration_ids >= 0, ">= 0"),
+            "degrade_start_epoch": (self.degrade_start_epoch >= 0, ">= 0"),
             "min_downscale_height": (self.min_downscale_height >= 8, ">= 8 pixels"),
             "max_blur_sigma": (self.max_blur_sigma > 0.3, "> 0.3 pixels"),
             "min_jpeg_quality": (1 <= self.min_jpeg_quality <= 95, "in [1, 95]"),
@@ -128,6 +132,15 @@ class TrainConfig:
     @property
     def augment_settings(self) -> AugmentSettings:
         return AugmentSettings(**{field.name: getattr(self, field.name) for field in dataclasses.fields(AugmentSettings)})
+
+    def augment_settings_at(self, epoch: int) -> AugmentSettings:
+        """The augmentations of 0-based `epoch`: without the degradations before degrade_start_epoch. An
+        augmentation of probability 0 draws no random numbers, so a curriculum's clean epochs are those of
+        the same recipe with the degradations off."""
+        if epoch >= self.degrade_start_epoch:
+            return self.augment_settings
+        return dataclasses.replace(self.augment_settings, colour_probability=0.0, downscale_probability=0.0,
+                                   blur_probability=0.0, jpeg_probability=0.0)
 
     @property
     def first_triplet_epoch(self) -> int:
@@ -294,7 +307,6 @@ def train(
         masks = garment_masks(keypoints[[row_of_path[sample.path] for sample in train_samples]], *config.input_size)
     images = TrainImages(train_samples, config.input_size, masks, cache=config.cache_images, num_workers=num_workers)
     sampler = IdentityBatchSampler([s.pid for s in train_samples], config.ids_per_batch, config.images_per_id, config.seed)
-    augment = config.augment_settings
 
     _seed_everything(config.seed)
     pretrained = "none" if resume is not None else config.pretrained  # resumed weights replace them anyway
@@ -323,6 +335,7 @@ def train(
         sampler.set_epoch(epoch)
         model.train()
         use_triplet = epoch >= config.first_triplet_epoch
+        augment = config.augment_settings_at(epoch)
         lr = optimizer.param_groups[0]["lr"]
         sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, identity, triplet, correct (summed)
         images_seen = 0

@@ -196,6 +196,28 @@ def test_resume_gives_identical_weights(small_train_root, tmp_path):
     assert last["epoch"] == 2 and last["config"]["lr_milestones"] == [1]
 
 
+def test_degradations_start_at_their_epoch(small_train_root, tmp_path):
+    config = TrainConfig(
+        dataset="folder", backbone="mobilenetv2", pretrained="none", input_size=(128, 64), epochs=2,
+        ids_per_batch=2, images_per_id=2, warmup_epochs=0, lr_milestones=(), num_workers=0,
+        folder_train_fraction=1.0, lr=1e-3, colour_probability=1.0, downscale_probability=1.0,
+        blur_probability=1.0, jpeg_probability=1.0, degrade_start_epoch=1,
+    )
+    clean = config.augment_settings_at(0)
+    assert (clean.colour_probability, clean.downscale_probability, clean.blur_probability, clean.jpeg_probability) == (0, 0, 0, 0)
+    assert clean.flip_probability == config.flip_probability and config.augment_settings_at(1) == config.augment_settings
+
+    quiet = dict(device="cpu", log=lambda line: None)
+    curriculum = train(config, small_train_root, tmp_path / "curriculum", **quiet).history
+    off = config.with_overrides(colour_probability=0.0, downscale_probability=0.0, blur_probability=0.0, jpeg_probability=0.0)
+    never_degraded = train(off, small_train_root, tmp_path / "off", **quiet).history
+    # The clean epoch is exactly the run without degradations; the next one trains on degraded crops.
+    assert curriculum[0].loss == never_degraded[0].loss
+    assert curriculum[1].loss != never_degraded[1].loss
+    with pytest.raises(ReidError, match="degrade_start_epoch"):
+        config.with_overrides(degrade_start_epoch=-1)
+
+
 def test_resume_rejects_a_weights_file(small_train_root, tmp_path):
     config = TrainConfig(dataset="folder", backbone="mobilenetv2", pretrained="none", input_size=(128, 64), epochs=1,
                          ids_per_batch=2, images_per_id=2, num_workers=0, folder_train_fraction=1.0)
