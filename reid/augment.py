@@ -35,6 +35,9 @@ ERASING_MIN_ASPECT = 0.3  # erased boxes have aspect ratio in [0.3, 1 / 0.3] (sp
 # saturation and value change is one 3x3 matrix per garment.
 _RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
 _YIQ_TO_RGB = torch.linalg.inv(_RGB_TO_YIQ)
+# The AugmentSettings fields of the surveillance-footage degradations (not garment recolouring, which
+# changes the outfit, not the picture): what a curriculum switches on late (reid.train).
+DEGRADATION_PROBABILITIES = ("colour_probability", "downscale_probability", "blur_probability", "jpeg_probability")
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from reid.checkpoint import load_checkpoint, save_checkpoint, save_weights
 from reid.datasets import DATASET_NAMES, load_training_sets
 from reid.datasets.base import Sample, relabel_train
 from reid.datasets.images import TrainImages
-from reid.augment import AugmentSettings, augment_batch
+from reid.augment import DEGRADATION_PROBABILITIES, AugmentSettings, augment_batch
 from reid.device import resolve_device
 from reid.errors import ReidError
 from reid.files import atomic_path
@@ -139,8 +139,7 @@ class TrainConfig:
         the same recipe with the degradations off."""
         if epoch >= self.degrade_start_epoch:
             return self.augment_settings
-        return dataclasses.replace(self.augment_settings, colour_probability=0.0, downscale_probability=0.0,
-                                   blur_probability=0.0, jpeg_probability=0.0)
+        return dataclasses.replace(self.augment_settings, **dict.fromkeys(DEGRADATION_PROBABILITIES, 0.0))
 
     @property
     def first_triplet_epoch(self) -> int:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from reid.augment import DEGRADATION_PROBABILITIES
 from reid.checkpoint import load_checkpoint
 from reid.datasets import load_dataset
 from reid.errors import ReidError
@@ -200,16 +201,16 @@ def test_degradations_start_at_their_epoch(small_train_root, tmp_path):
     config = TrainConfig(
         dataset="folder", backbone="mobilenetv2", pretrained="none", input_size=(128, 64), epochs=2,
         ids_per_batch=2, images_per_id=2, warmup_epochs=0, lr_milestones=(), num_workers=0,
-        folder_train_fraction=1.0, lr=1e-3, colour_probability=1.0, downscale_probability=1.0,
-        blur_probability=1.0, jpeg_probability=1.0, degrade_start_epoch=1,
+        folder_train_fraction=1.0, lr=1e-3, degrade_start_epoch=1, **dict.fromkeys(DEGRADATION_PROBABILITIES, 1.0),
     )
+    assert set(DEGRADATION_PROBABILITIES) == {"colour_probability", "downscale_probability", "blur_probability", "jpeg_probability"}
     clean = config.augment_settings_at(0)
-    assert (clean.colour_probability, clean.downscale_probability, clean.blur_probability, clean.jpeg_probability) == (0, 0, 0, 0)
+    assert [getattr(clean, name) for name in DEGRADATION_PROBABILITIES] == [0, 0, 0, 0]
     assert clean.flip_probability == config.flip_probability and config.augment_settings_at(1) == config.augment_settings
 
     quiet = dict(device="cpu", log=lambda line: None)
     curriculum = train(config, small_train_root, tmp_path / "curriculum", **quiet).history
-    off = config.with_overrides(colour_probability=0.0, downscale_probability=0.0, blur_probability=0.0, jpeg_probability=0.0)
+    off = config.with_overrides(**dict.fromkeys(DEGRADATION_PROBABILITIES, 0.0))
     never_degraded = train(off, small_train_root, tmp_path / "off", **quiet).history
     # The clean epoch is exactly the run without degradations; the next one trains on degraded crops.
     assert curriculum[0].loss == never_degraded[0].loss
