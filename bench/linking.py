@@ -10,7 +10,8 @@ default):
 - multi-camera IDF1 (py-motmetrics, cameras concatenated, global ids kept), per-camera IDF1;
 - people kept: of the people seen in both cameras, how many have the same majority identity in both;
 - cross-camera link precision: of the cross-camera tracklet pairs put into one identity, the share that
-  are one person (each tracklet is labelled with the ground-truth person its boxes overlap most);
+  are one person (each tracklet is labelled with the ground-truth person its boxes overlap most); the
+  same count, right and wrong, for pairs of one camera's tracklets (re-entry);
 - ROC AUC of the link log-odds over all cross-camera tracklet pairs (same person vs not);
 - whether the appearance evidence is calibrated on this footage: the strangers' mean likelihood ratio
   (1 when calibrated) and the same-person pairs' median log LR;
@@ -90,12 +91,15 @@ def link_quality(out_dir: Path, gt_dir: Path, person: np.ndarray, table: Trackle
     identity_of = {(t["camera"], t["track_id"]): identity["id"] for identity in document["identities"] for t in identity["tracklets"]}
     identity = np.array([identity_of[key] for key in table.keys])
     camera = table.camera
-    right = wrong = 0
+    right = wrong = reentry_right = reentry_wrong = 0
     for i in range(len(table)):
         for j in range(i + 1, len(table)):
-            if camera[i] != camera[j] and identity[i] == identity[j]:
-                same = person[i] == person[j] and person[i] >= 0
-                right, wrong = right + same, wrong + (not same)
+            if identity[i] == identity[j]:
+                same = bool(person[i] == person[j] and person[i] >= 0)
+                if camera[i] != camera[j]:
+                    right, wrong = right + same, wrong + (not same)
+                else:
+                    reentry_right, reentry_wrong = reentry_right + same, reentry_wrong + (not same)
     kept = both = 0
     for who in set(person[camera == "cam_left"]) & set(person[camera == "cam_right"]) - {-1}:
         majority = []
@@ -113,6 +117,8 @@ def link_quality(out_dir: Path, gt_dir: Path, person: np.ndarray, table: Trackle
         "identities": document["summary"]["identities"],
         "cross_camera_links": {"right": int(right), "wrong": int(wrong), "precision": right / (right + wrong) if right + wrong else None},
         "people_kept_across_cameras": f"{kept} of {both}",
+        # Pairs of one camera's tracklets put into one identity (re-entry), right when one person.
+        "same_camera_pairs": {"right": int(reentry_right), "wrong": int(reentry_wrong)},
     }
 
 
@@ -134,7 +140,7 @@ def pair_auc(out_dir: Path, table: TrackletTable, person: np.ndarray, overrides:
     # Is the appearance evidence calibrated on this footage? Over strangers, a calibrated likelihood
     # ratio averages 1; more means the model calls strangers alike more often than its calibration says.
     null = evidence.appearance_null(table, descriptors, start, end)
-    appearance = embedder.calibration.log_likelihood_ratio(evidence.on_calibration_scale(table, a, b, similarity, null, embedder.calibration))
+    appearance = evidence.appearance_log_lr(table, a, b, similarity, null, embedder.calibration)
     return {"cross_camera_pair_auc": float(roc_auc(log_odds, same)),
             "strangers_mean_appearance_likelihood_ratio": float(np.exp(appearance[~same]).mean()),
             "same_person_median_appearance_log_lr": float(np.median(appearance[same]))}
@@ -261,14 +267,15 @@ def main() -> None:
 
 def print_rows(rows: dict[str, dict]) -> None:
     """One line of identity figures per row (link_quality's dict, with AUC and the oracle sweep when present)."""
-    print(f"{'':38s}{'mcIDF1':>8s}{'left':>7s}{'right':>7s}{'kept':>9s}{'links ok/bad':>14s}{'AUC':>7s}{'oracle':>8s}")
+    print(f"{'':38s}{'mcIDF1':>8s}{'left':>7s}{'right':>7s}{'kept':>9s}{'links ok/bad':>14s}{'re-entry':>10s}{'AUC':>7s}{'oracle':>8s}")
     for label, row in rows.items():
         links = row["cross_camera_links"]
         auc = row.get("cross_camera_pair_auc")
         oracle = max(row["oracle_min_probability_sweep"].values()) if "oracle_min_probability_sweep" in row else None
         print(f"{label:38s}{row['multi_camera_idf1']:8.3f}{row['per_camera_idf1']['cam_left']:7.3f}"
               f"{row['per_camera_idf1']['cam_right']:7.3f}{row['people_kept_across_cameras']:>9s}"
-              f"{links['right']:>7d}/{links['wrong']:<6d}{'' if auc is None else f'{auc:7.3f}':>7s}"
+              f"{links['right']:>7d}/{links['wrong']:<6d}"
+              f"{row['same_camera_pairs']['right']:>5d}/{row['same_camera_pairs']['wrong']:<4d}{'' if auc is None else f'{auc:7.3f}':>7s}"
               f"{'' if oracle is None else f'{oracle:8.3f}':>8s}")
 
 

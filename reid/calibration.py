@@ -16,6 +16,12 @@ never trained on, the way the app will use it:
   pulled down by the few look-alike strangers and under-states the evidence where links are decided.
   The curve is the evidence of s, free of any prior: the app adds its own prior (how many candidates
   there are) and other evidence (transit time) to it.
+- re-entry (two tracklets of one camera) has its own curve (`LinkCalibration.reentry`), fitted the same
+  way on same-camera pairs: each identity's images of one view split into an earlier and a later half
+  (`reentry_tracklets`), against strangers of that view. One camera renders a person alike each time,
+  so the same person's halves lie far closer than their two views do, and a similarity that is strong
+  evidence across cameras is weak inside one: look-alike strangers in one camera are not linked on the
+  cross-camera curve.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -52,6 +59,14 @@ class LinkCalibration:
     # Empty: the logistic line (slope, intercept).
     curve_similarity: tuple[float, ...] = ()
     curve_log_lr: tuple[float, ...] = ()
+    # Same-camera (re-entry) pairs read through their own calibration, fitted on same-view pairs: one
+    # camera renders a person the same way each time, so the same similarity says less there than
+    # across cameras. None: re-entry pairs use this (cross-camera) calibration.
+    reentry: LinkCalibration | None = None
+
+    def for_pairs(self, same_camera: bool) -> LinkCalibration:
+        """The calibration that reads pairs of one camera (same_camera) or of two."""
+        return self.reentry if same_camera and self.reentry is not None else self
 
     def log_likelihood_ratio(self, similarity: np.ndarray) -> np.ndarray:
         similarity = np.asarray(similarity, np.float64)
@@ -66,14 +81,19 @@ class LinkCalibration:
     def from_dict(cls, values: dict) -> LinkCalibration:
         try:
             values = {key: tuple(value) if isinstance(value, list) else value for key, value in values.items()}
+            if isinstance(values.get("reentry"), dict):
+                values["reentry"] = cls.from_dict(values["reentry"])
             return cls(**values)
         except TypeError as error:
             raise ReidError(f"malformed link calibration {values!r}: {error}") from None
 
     def summary(self) -> str:
         curve = ", ".join(f"{x:.2f}: {y:+.1f}" for x, y in zip(self.curve_similarity, self.curve_log_lr))
-        return (f"link calibration ({self.positive_pairs} same / {self.negative_pairs} different pairs, ROC AUC "
+        text = (f"link calibration ({self.positive_pairs} same / {self.negative_pairs} different pairs, ROC AUC "
                 f"{self.roc_auc:.3f}): log LR at cos {curve or f'= {self.slope:.2f} x cos + {self.intercept:.2f}'}")
+        if self.reentry is not None:
+            text += "; re-entry " + self.reentry.summary().removeprefix("link calibration ")
+        return text
 
 
 def center_per_camera(embeddings: np.ndarray, camera_index: np.ndarray, prior_tracklets: float = CENTERING_PRIOR_TRACKLETS) -> np.ndarray:
@@ -242,29 +262,77 @@ class CalibrationPairs:
 def calibration_pairs(embed: Embed, samples: Sequence[Sample]) -> CalibrationPairs:
     """The pairs a calibration is fitted on: `samples` degraded like surveillance crops, grouped into
     tracklets, embedded as the app does (`embed`), every cross-camera pair of tracklets."""
-    crop_features = np.asarray(embed(degraded_crops(samples)), np.float32)
-    tracklets, pids, cameras = calibration_tracklets(samples)
+    return _tracklet_pairs(_crop_features(embed, samples), *calibration_tracklets(samples), same_camera=False)
+
+
+def reentry_tracklets(samples: Sequence[Sample]) -> tuple[list[list[int]], np.ndarray, np.ndarray]:
+    """Two tracklets per (pid, camera), an earlier and a later sighting, like a person who leaves a camera
+    and comes back: its images in file-name order, split in two halves. Images that share a file name
+    (one photo in several box sets) stay on one side, so the halves never show the same photo.
+    Returns (rows per tracklet, pid per tracklet, camera per tracklet)."""
+    groups: dict[tuple[int, int], dict[str, list[int]]] = {}
+    for row, sample in enumerate(samples):
+        groups.setdefault((sample.pid, sample.camid), {}).setdefault(Path(sample.path).name, []).append(row)
+    tracklets, pids, cameras = [], [], []
+    for (pid, camera), photos in sorted(groups.items()):
+        names = sorted(photos)
+        if len(names) < 2:
+            continue
+        middle = (len(names) + 1) // 2
+        for half in (names[:middle], names[middle:]):
+            tracklets.append([row for name in half for row in photos[name]][:CROPS_PER_TRACKLET])
+            pids.append(pid)
+            cameras.append(camera)
+    return tracklets, np.array(pids, np.int64), np.array(cameras, np.int64)
+
+
+def reentry_pairs(embed: Embed, samples: Sequence[Sample]) -> CalibrationPairs:
+    """The pairs a re-entry calibration is fitted on: like calibration_pairs, but every same-camera pair
+    of reentry_tracklets (the same person's two halves, and strangers seen by one camera)."""
+    return _tracklet_pairs(_crop_features(embed, samples), *reentry_tracklets(samples), same_camera=True)
+
+
+def _crop_features(embed: Embed, samples: Sequence[Sample]) -> np.ndarray:
+    return np.asarray(embed(degraded_crops(samples)), np.float32)
+
+
+def _tracklet_pairs(crop_features: np.ndarray, tracklets: list[list[int]], pids: np.ndarray, cameras: np.ndarray,
+                    same_camera: bool) -> CalibrationPairs:
+    """Every pair of tracklets of one camera (same_camera) or of two: the cosine of their per-camera
+    centred descriptors (the mean crop feature, L2-normalised), as the app compares tracklets."""
     descriptors = np.stack([crop_features[rows].mean(axis=0) for rows in tracklets])
     descriptors /= np.maximum(np.linalg.norm(descriptors, axis=1, keepdims=True), 1e-12)
     descriptors = center_per_camera(descriptors, cameras)
-    cross_camera = cameras[:, None] != cameras[None, :]
-    first, second = np.nonzero(np.triu(np.ones_like(cross_camera), k=1) & cross_camera)
+    wanted = (cameras[:, None] == cameras[None, :]) if same_camera else (cameras[:, None] != cameras[None, :])
+    first, second = np.nonzero(np.triu(wanted, k=1))
     return CalibrationPairs((descriptors @ descriptors.T)[first, second], pids[first], pids[second])
 
 
 def fit_calibration(embed: Embed, samples: Sequence[Sample], feature: str = "bnneck") -> LinkCalibration:
     """Fit the link calibration of a descriptor (`embed`, as the app calls it) on `samples` of identities
-    it never trained on, seen by at least two cameras."""
-    pairs = calibration_pairs(embed, samples)
-    same, pair_similarity = pairs.same, pairs.similarity
-    if same.sum() == 0 or (~same).sum() == 0:
+    it never trained on, seen by at least two cameras; with its re-entry calibration (`.reentry`) fitted
+    on the same crops' same-camera pairs, when the identities have at least two photos per camera."""
+    crop_features = _crop_features(embed, samples)
+    pairs = _tracklet_pairs(crop_features, *calibration_tracklets(samples), same_camera=False)
+    if pairs.same.sum() == 0 or (~pairs.same).sum() == 0:
         raise ReidError("calibration needs identities seen by two cameras, and more than one identity")
-    slope, intercept = fit_logistic(pair_similarity, same)
-    auc = roc_auc(pair_similarity, same)
-    centre, spread = robust_centre_spread(pair_similarity[~same])
-    curve_similarity, curve_log_lr = fit_monotone_curve(pair_similarity, same)
-    return LinkCalibration(slope, intercept, int(same.sum()), int((~same).sum()), auc, feature=feature,
-                           negative_centre=centre, negative_spread=spread,
+    calibration = _fit_on_pairs(pairs, feature)
+    tracklets, pids, cameras = reentry_tracklets(samples)
+    if len(tracklets) == 0:
+        return calibration
+    same_camera = _tracklet_pairs(crop_features, tracklets, pids, cameras, same_camera=True)
+    if same_camera.same.sum() == 0 or (~same_camera.same).sum() == 0:
+        return calibration
+    return replace(calibration, reentry=_fit_on_pairs(same_camera, feature))
+
+
+def _fit_on_pairs(pairs: CalibrationPairs, feature: str) -> LinkCalibration:
+    same, similarity = pairs.same, pairs.similarity
+    slope, intercept = fit_logistic(similarity, same)
+    centre, spread = robust_centre_spread(similarity[~same])
+    curve_similarity, curve_log_lr = fit_monotone_curve(similarity, same)
+    return LinkCalibration(slope, intercept, int(same.sum()), int((~same).sum()), roc_auc(similarity, same),
+                           feature=feature, negative_centre=centre, negative_spread=spread,
                            curve_similarity=curve_similarity, curve_log_lr=curve_log_lr)
 
 
@@ -299,6 +367,7 @@ def transported(calibration: LinkCalibration, before: tuple[float, float], after
         negative_centre=move(calibration.negative_centre),
         negative_spread=calibration.negative_spread * scale,
         curve_similarity=tuple(move(x) for x in calibration.curve_similarity),
+        reentry=None if calibration.reentry is None else transported(calibration.reentry, before, after),
     )
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from reid.errors import ReidError
 
 DEFAULT_WEIGHTS_PATH = Path(__file__).resolve().parent / "weights" / "cssc_cuhk03_mobilenetv2.pt"
-DEFAULT_WEIGHTS_SHA256 = "9ed2533825db2f1fcd1530b916979f19b83c55e4bdb28f80667ac36850e5acd9"
+DEFAULT_WEIGHTS_SHA256 = "44b8fa02ac4f1775315acc8abb4773507acb853dbc8ff58243ae5a9bbc81da47"
 # Weights carry CUHK03's terms: trained on images of real people released for non-commercial research.
 DEFAULT_WEIGHTS_TERMS = "CUHK03 research-use terms (non-commercial)"
 

@@ -57,6 +57,26 @@ def test_below_min_probability_nothing_links():
     assert result.links == [] and len(set(result.identity)) == 2
 
 
+def test_reentry_pairs_read_their_own_calibration_and_cross_camera_pairs_do_not():
+    # The same cosine (0.9: +4 on SHARP) in one camera and across two. A re-entry curve that asks for
+    # more (one camera renders a person alike each time: log LR = 20 cos - 19, -1 at 0.9) stops the
+    # same-camera link and leaves the cross-camera one as it was.
+    strict_reentry = LinkCalibration(slope=20.0, intercept=-19.0, positive_pairs=1, negative_pairs=1, roc_auc=1.0,
+                                     negative_centre=0.99, negative_spread=1.0)
+    with_reentry = LinkCalibration(**{**SHARP.as_dict(), "reentry": strict_reentry})
+    embeddings = at_distance(0.1)
+    one_camera = make_table(["a"], [(0, 0, 50), (0, 100, 150)])
+    two_cameras = make_table(["a", "b"], [(0, 0, 50), (1, 100, 150)])
+    assert len(link_tracklets(one_camera, embeddings, PLAIN, calibration=SHARP).links) == 1
+    assert link_tracklets(one_camera, embeddings, PLAIN, calibration=with_reentry).links == []
+    across = link_tracklets(two_cameras, embeddings, PLAIN, calibration=with_reentry).links
+    assert len(across) == 1 and across[0].confidence == pytest.approx(1 / (1 + math.exp(-4.0)), abs=1e-6)
+    table = make_table(["a", "b"], [(0, 0, 50), (0, 100, 150), (1, 200, 250)])
+    pair_a, pair_b = np.array([0, 0, 1]), np.array([1, 2, 2])
+    log_lr = evidence.appearance_log_lr(table, pair_a, pair_b, np.full(3, 0.9), {}, with_reentry)
+    np.testing.assert_allclose(log_lr, [-1.0, 4.0, 4.0], atol=1e-9)
+
+
 def test_more_candidates_make_the_same_similarity_less_convincing():
     """One tracklet in camera a; camera b shows the look-alike alone, or among 15 other people."""
     rng = np.random.default_rng(1)

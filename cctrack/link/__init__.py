@@ -155,7 +155,7 @@ def pair_evidence(table: TrackletTable, embeddings: np.ndarray, pair_a: np.ndarr
     counts = evidence.candidate_counts(table, start, end, min(window, settings.prior_window_seconds))
     prior = evidence.prior_log_odds(table, pair_a, pair_b, counts, settings.prior_seen_elsewhere)
     null = evidence.appearance_null(table, embeddings, start, end)
-    appearance = calibration.log_likelihood_ratio(evidence.on_calibration_scale(table, pair_a, pair_b, similarity, null, calibration))
+    appearance = evidence.appearance_log_lr(table, pair_a, pair_b, similarity, null, calibration)
     log_odds = prior + appearance
     if not learn_transit or len(pair_a) == 0:
         return log_odds, evidence.TransitModel({})

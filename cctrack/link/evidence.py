@@ -155,6 +155,20 @@ def on_calibration_scale(table: TrackletTable, pair_a: np.ndarray, pair_b: np.nd
     return moved
 
 
+def appearance_log_lr(table: TrackletTable, pair_a: np.ndarray, pair_b: np.ndarray, similarity: np.ndarray,
+                      null: dict[tuple[int, int], tuple[float, float]], calibration: LinkCalibration) -> np.ndarray:
+    """(P,) appearance log LR of each pair: its similarity on the calibration's scale (on_calibration_scale),
+    read by the calibration of its kind, cross-camera or re-entry (LinkCalibration.for_pairs)."""
+    log_lr = np.empty(len(pair_a))
+    same_camera = table.camera_index[pair_a] == table.camera_index[pair_b]
+    for kind in (False, True):
+        rows = same_camera == kind
+        reading = calibration.for_pairs(same_camera=kind)
+        log_lr[rows] = reading.log_likelihood_ratio(
+            on_calibration_scale(table, pair_a[rows], pair_b[rows], np.asarray(similarity)[rows], null, reading))
+    return log_lr
+
+
 def signed_gaps(pair_a: np.ndarray, pair_b: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
     """(P,) seconds from the end of the earlier tracklet to the start of the later one; negative when
     the two were seen at the same time."""

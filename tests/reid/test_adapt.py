@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -56,6 +58,9 @@ def test_a_transported_calibration_gives_the_same_evidence_at_the_same_distance_
     np.testing.assert_allclose(transported(line, before, after).log_likelihood_ratio(same_place),
                                line.log_likelihood_ratio(similarity))
     assert moved.negative_spread == pytest.approx(0.2) and moved.roc_auc == calibration.roc_auc
+    with_reentry = replace(calibration, reentry=replace(calibration, curve_log_lr=(-3.0, 0.0, 2.0)))
+    np.testing.assert_allclose(transported(with_reentry, before, after).reentry.log_likelihood_ratio(same_place),
+                               with_reentry.reentry.log_likelihood_ratio(similarity))
     with pytest.raises(ReidError, match="zero spread"):
         transported(calibration, (0.0, 0.0), after)
 

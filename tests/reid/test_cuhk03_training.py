@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -9,7 +10,9 @@ import pytest
 import torch
 
 from reid.augment import AugmentSettings, augment_batch, blur, downscale, jpeg, recolour_garments, recolour_matrices, shift_colour
-from reid.calibration import LinkCalibration, calibration_pairs, fit_calibration, fit_logistic, fit_monotone_curve, roc_auc
+from reid.calibration import (
+    LinkCalibration, calibration_pairs, fit_calibration, fit_logistic, fit_monotone_curve, reentry_pairs, reentry_tracklets, roc_auc,
+)
 from reid.checkpoint import load_checkpoint, set_weights_extra
 from reid.datasets import load_dataset
 from reid.embedder import Embedder
@@ -150,7 +153,43 @@ def test_calibration_of_a_perfect_descriptor_separates_people(cuhk03_root):
     calibration = fit_calibration(oracle_embed(samples), samples)
     assert calibration.roc_auc == 1.0 and calibration.slope > 5 and calibration.curve_log_lr[-1] > 0
     assert calibration.log_likelihood_ratio(1.0) > 0 > calibration.log_likelihood_ratio(calibration.negative_centre)
+    assert calibration.reentry is not None and calibration.reentry.roc_auc == 1.0 and calibration.reentry.reentry is None
+    assert calibration.reentry.positive_pairs == len({(s.pid, s.camid) for s in samples})  # two halves per view
     assert LinkCalibration.from_dict(calibration.as_dict()) == calibration
+    assert LinkCalibration.from_dict(json.loads(json.dumps(calibration.as_dict()))) == calibration
+    assert calibration.for_pairs(same_camera=True) is calibration.reentry and calibration.for_pairs(same_camera=False) is calibration
+
+
+def test_reentry_tracklets_are_an_earlier_and_a_later_half_of_each_view_that_share_no_photo(cuhk03_root):
+    _, samples = split_calibration_ids(load_dataset("cuhk03", cuhk03_root).train, 4)
+    tracklets, pids, cameras = reentry_tracklets(samples)
+    assert len(tracklets) == 2 * len({(s.pid, s.camid) for s in samples})
+    for first, second in zip(tracklets[::2], tracklets[1::2]):
+        names = [{samples[row].path.name for row in rows} for rows in (first, second)]
+        assert not names[0] & names[1] and max(names[0]) < min(names[1])  # earlier, then later, photos
+        assert {samples[row].path.parent.parent.name for row in first} == {"detected", "labeled"}  # both box sets
+        assert len({(samples[row].pid, samples[row].camid) for row in first + second}) == 1
+    pairs = reentry_pairs(oracle_embed(samples), samples)
+    assert pairs.same.sum() == len(tracklets) // 2
+    assert len(pairs.similarity) == sum(n * (n - 1) // 2 for n in np.bincount(cameras))  # every same-camera pair
+
+
+def test_a_descriptor_that_renders_one_camera_alike_needs_more_similarity_to_reenter(cuhk03_root):
+    # Each (person, view) has its own look: the same person's two views share half their direction, its
+    # two halves of one view all of it. Across cameras, cos 0.5 is that person; in one camera it is not.
+    _, samples = split_calibration_ids(load_dataset("cuhk03", cuhk03_root).train, 6)
+    rng = np.random.default_rng(3)
+    person, view = rng.normal(size=(100, 64)), rng.normal(size=(100, 2, 64))
+    rows = iter([(s.pid, s.camid) for s in samples])
+
+    def embed(crops):
+        vectors = np.stack([person[pid] + view[pid, camid] for pid, camid in (next(rows) for _ in crops)])
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    calibration = fit_calibration(embed, samples)
+    assert calibration.reentry.negative_pairs > 0
+    cross, reentry = calibration.log_likelihood_ratio(0.5), calibration.reentry.log_likelihood_ratio(0.5)
+    assert cross > 0 and reentry < cross - 0.5
 
 
 def test_calibration_pairs_are_the_cross_camera_tracklet_pairs_with_their_identities(cuhk03_root):
