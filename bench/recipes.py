@@ -20,6 +20,7 @@ reports:
     python -m bench.recipes runs/cuhk03_light runs/cuhk03_plain
     python -m bench.recipes runs/cuhk03_strong16 runs/cuhk03_plain runs/soup_strong16_plain.pt   # a `reid average` of two
     python -m bench.recipes runs/cuhk03_plain10 runs/soup_shipped_plain10.pt   # the shipped weights as an ingredient
+    python -m bench.recipes runs/swa_curriculum24_e20_e24.pt   # two checkpoints of one run (its minutes once)
 """
 
 from __future__ import annotations
@@ -98,8 +99,9 @@ def candidate_row(candidate: Path, shipped: TrainConfig, data_root: Path, linkin
     def changes_of(run: Path) -> dict:  # the shipped weights' folder holds their log, not a run's checkpoints
         return {} if run.resolve() == DEFAULT_WEIGHTS_PATH.parent.resolve() else recipe_changes(run_config(run), shipped)
 
-    changes = {"average_of": {str(run): {"share": entry["share"], **changes_of(run)} for run, entry in zip(runs, ingredients)}}
-    return recipe_row(candidate.resolve(), changes, sum(wall_minutes(run) for run in runs), data_root, linking_dir)
+    changes = {"average_of": {entry["file"]: {"share": entry["share"], **changes_of(run)} for run, entry in zip(runs, ingredients)}}
+    # Checkpoints of one run (weight averaging along its trajectory) cost that run's training once.
+    return recipe_row(candidate.resolve(), changes, sum(wall_minutes(run) for run in dict.fromkeys(runs)), data_root, linking_dir)
 
 
 def print_rows(rows: dict[str, dict]) -> None:
