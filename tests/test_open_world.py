@@ -78,18 +78,24 @@ def test_no_link_on_the_whole_sample_joins_two_people(pets_gt, embedder):
         assert a.camera != b.camera and a.person == b.person
 
 
-def pair_auc(tracklets, embedder) -> float:
-    """ROC AUC of the default link log-odds over all cross-camera pairs (same person vs not)."""
+def every_pair(tracklets, embedder):
+    """The sample's tracklets as the linker sees them: (table, per-camera centred descriptors, start and
+    end seconds, and every pair a < b with its similarity)."""
     names = ("cam_left", "cam_right")
     table = TrackletTable.from_spans(names, (SAMPLE_FPS, SAMPLE_FPS), [names.index(t.camera) for t in tracklets],
-                          [t.first_frame for t in tracklets], [t.last_frame for t in tracklets])
+                                     [t.first_frame for t in tracklets], [t.last_frame for t in tracklets])
     embeddings = embed_tracklets([list(t.crops) for t in tracklets], embedder, show_progress=False).descriptors
     descriptors = center_per_camera(embeddings, table.camera_index)
     start, end = tracklet_seconds(table, CameraLayout.open(names))
     a, b = np.triu_indices(len(tracklets), k=1)
+    return table, descriptors, start, end, a, b, np.einsum("ij,ij->i", descriptors[a], descriptors[b])
+
+
+def pair_auc(tracklets, embedder) -> float:
+    """ROC AUC of the default link log-odds over all cross-camera pairs (same person vs not)."""
+    table, descriptors, start, end, a, b, similarity = every_pair(tracklets, embedder)
     cross = table.camera_index[a] != table.camera_index[b]
-    a, b = a[cross], b[cross]
-    similarity = np.einsum("ij,ij->i", descriptors[a], descriptors[b])
+    a, b, similarity = a[cross], b[cross], similarity[cross]
     log_odds = pair_log_odds(table, descriptors, a, b, similarity, start, end, math.inf, LinkSettings(),
                              embedder.calibration, learn_transit=True)
     person = np.array([t.person for t in tracklets])
@@ -113,14 +119,7 @@ def test_same_camera_strangers_get_less_evidence_on_the_reentry_curve(pets_gt, e
     from cctrack.link import evidence
 
     tracklets = tracklets_in(pets_gt, "cam_left", (0, 795)) + tracklets_in(pets_gt, "cam_right", (0, 795))
-    names = ("cam_left", "cam_right")
-    table = TrackletTable.from_spans(names, (SAMPLE_FPS, SAMPLE_FPS), [names.index(t.camera) for t in tracklets],
-                                     [t.first_frame for t in tracklets], [t.last_frame for t in tracklets])
-    embeddings = embed_tracklets([list(t.crops) for t in tracklets], embedder, show_progress=False).descriptors
-    descriptors = center_per_camera(embeddings, table.camera_index)
-    start, end = tracklet_seconds(table, CameraLayout.open(names))
-    a, b = np.triu_indices(len(tracklets), k=1)
-    similarity = np.einsum("ij,ij->i", descriptors[a], descriptors[b])
+    table, descriptors, start, end, a, b, similarity = every_pair(tracklets, embedder)
     null = evidence.appearance_null(table, descriptors, start, end)
     calibration = embedder.calibration
     assert calibration.reentry is not None and calibration.reentry.positive_pairs >= 100
