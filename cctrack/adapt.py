@@ -8,9 +8,11 @@ What the run knows without ground truth (reid.adapt explains the training):
 - a person's corrections (OUT_DIR/corrections.yaml): `same` pairs are one person, `different` pairs two.
 
 The adapted model gets its link calibration without labels too (reid.calibration.transported): the
-run's stranger pairs (different cameras, or one camera at different times; nearly all are two people)
-are measured under both models, and each similarity keeps the evidence it had at the same distance above
-the strangers. Writes OUT_DIR/adapted.pt and re-links the run with it; identities.json names that model.
+run's stranger pairs (nearly all are two people) are measured under both models, and each similarity
+keeps the evidence it had at the same distance above the strangers. Each curve is carried by its own
+kind of pair: the cross-camera curve by pairs of different cameras (with one camera: that camera at
+different times), the re-entry curve by pairs of one camera at different times, whose strangers the
+training pushes apart most (its known negatives are people of one camera). Writes OUT_DIR/adapted.pt and re-links the run with it; identities.json names that model.
 
 With rounds > 1 it is self-training: each round adapts the model of the round before, on the groups that
 model's own confident links make, so links the first model could not make at link_probability can enter
@@ -66,8 +68,8 @@ class AdaptSummary:
     steps: int  # per round
     rounds: tuple[AdaptRound, ...]
     known_negative_pairs: int  # tracklet pairs known to be two people
-    strangers_before: tuple[float, float]  # (median, spread) of stranger similarities, base model
-    strangers_after: tuple[float, float]  # the same, final model
+    strangers_before: Strangers  # stranger similarities under the base model
+    strangers_after: Strangers  # the same, final model
     relinked: RunSummary
 
     @property
@@ -90,8 +92,7 @@ class AdaptSummary:
             lines += [f"  round {k}: {r.groups} tracklet groups ({r.confident_links} links of at least the training "
                       f"probability), loss {r.first_loss:.3f} -> {r.last_loss:.3f}" for k, r in enumerate(self.rounds, 1)]
         return "\n".join(lines + [
-            f"strangers' similarity (median, spread): {self.strangers_before[0]:.3f}, {self.strangers_before[1]:.3f}"
-            f" -> {self.strangers_after[0]:.3f}, {self.strangers_after[1]:.3f}",
+            f"strangers' similarity (median, spread): {self.strangers_before.text()} -> {self.strangers_after.text()}",
             f"model written to {self.weights}; re-link later with --reid-checkpoint {self.weights}",
             self.relinked.text(),
         ])
@@ -124,21 +125,44 @@ def confident_groups(count: int, links, probability: float) -> np.ndarray:
     return np.array([number.setdefault(root(i), len(number)) for i in range(count)], np.int64)
 
 
-def stranger_similarity(table: TrackletTable, descriptors: np.ndarray, seed: int = 0) -> tuple[float, float]:
-    """(median, spread) of the similarities of pairs that are nearly all two people: tracklets of different
-    cameras, or, with one camera, of one camera at different times; descriptors centred as the linker does."""
+MIN_STRANGER_PAIRS = 10
+
+
+@dataclass(frozen=True)
+class Strangers:
+    """(median, spread) of the similarities of pairs that are nearly all two people, one per kind of pair
+    the linker reads on its own curve: `across` cameras (with one camera: that camera at different times),
+    and `within` one camera at different times, for re-entry (None: fewer than MIN_STRANGER_PAIRS)."""
+
+    across: tuple[float, float]
+    within: tuple[float, float] | None
+
+    def text(self) -> str:
+        within = "" if self.within is None else f" (one camera: {self.within[0]:.3f}, {self.within[1]:.3f})"
+        return f"{self.across[0]:.3f}, {self.across[1]:.3f}{within}"
+
+
+def stranger_similarity(table: TrackletTable, descriptors: np.ndarray, seed: int = 0) -> Strangers:
+    """The run's stranger similarities (Strangers), descriptors centred as the linker does."""
     from reid.calibration import robust_centre_spread
 
     start, end = tracklet_seconds(table, CameraLayout.open(table.camera_names))
-    rng = np.random.default_rng(seed)
-    cameras = len(table.camera_names)
-    keys = [(i, j) for i in range(cameras) for j in range(i + 1, cameras)] or [(0, 0)]
-    first, second = zip(*(camera_pair_samples(table, key, start, end, rng, PAIRS_PER_CAMERA_PAIR) for key in keys))
-    first, second = np.concatenate(first), np.concatenate(second)
-    if len(first) < 10:
-        raise CctrackError(f"adapt needs at least 10 stranger pairs to carry the calibration over, the run has {len(first)}")
     centred = center_per_camera(descriptors, table.camera_index)
-    return robust_centre_spread(np.einsum("ij,ij->i", centred[first], centred[second]))
+    cameras = len(table.camera_names)
+
+    def similarity_of(keys: list[tuple[int, int]]) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        first, second = zip(*(camera_pair_samples(table, key, start, end, rng, PAIRS_PER_CAMERA_PAIR) for key in keys))
+        first, second = np.concatenate(first), np.concatenate(second)
+        return np.einsum("ij,ij->i", centred[first], centred[second])
+
+    across = similarity_of([(i, j) for i in range(cameras) for j in range(i + 1, cameras)] or [(0, 0)])
+    if len(across) < MIN_STRANGER_PAIRS:
+        raise CctrackError(f"adapt needs at least {MIN_STRANGER_PAIRS} stranger pairs to carry the calibration over, "
+                           f"the run has {len(across)}")
+    within = similarity_of([(i, i) for i in range(cameras)])
+    return Strangers(robust_centre_spread(across),
+                     robust_centre_spread(within) if len(within) >= MIN_STRANGER_PAIRS else None)
 
 
 def check_adaptable(config: RunConfig, rounds: int = 1) -> None:
@@ -241,11 +265,12 @@ def _adapt(out_dir: Path, config: RunConfig, settings, link_probability: float, 
                         strangers_before, strangers, relinked)
 
 
-def _adapt_once(base_weights: Path, calibration, strangers_before: tuple[float, float], table: TrackletTable, crops: list,
+def _adapt_once(base_weights: Path, calibration, strangers_before: Strangers, table: TrackletTable, crops: list,
                 links, link_probability: float, different: np.ndarray, weights: Path, config: RunConfig, settings, device,
                 show_progress: bool, extra: dict):
     """One round: fine-tune base_weights on the groups its links of at least link_probability make, write
-    `weights` with the base's calibration carried over from its strangers' similarity (strangers_before);
+    `weights` with the base's calibration carried over from its strangers' similarity (strangers_before;
+    the re-entry curve by the strangers within one camera, when both models have enough of them);
     (the adapted embedder, its embeddings, the round, its strangers' similarity)."""
     from reid.adapt import adapt_weights
     from reid.calibration import transported
@@ -257,7 +282,10 @@ def _adapt_once(base_weights: Path, calibration, strangers_before: tuple[float, 
     adapted = load_embedder(str(weights), device, config.reid.half, config.reid.batch_size)
     after = embed_tracklets(crops, adapted, show_progress)
     strangers_after = stranger_similarity(table, after.descriptors)
-    adapted.calibration = transported(calibration, strangers_before, strangers_after)
+    within = None
+    if strangers_before.within is not None and strangers_after.within is not None:
+        within = (strangers_before.within, strangers_after.within)
+    adapted.calibration = transported(calibration, strangers_before.across, strangers_after.across, reentry=within)
     set_weights_extra(weights, calibration=adapted.calibration.as_dict())
     confident = sum(link.confidence >= link_probability for link in links)
     return adapted, after, AdaptRound(int(group.max()) + 1, int(confident), result.first_loss, result.last_loss), strangers_after

@@ -344,13 +344,15 @@ def robust_centre_spread(values: np.ndarray) -> tuple[float, float]:
     return centre, float(1.4826 * np.median(np.abs(values - centre)))
 
 
-def transported(calibration: LinkCalibration, before: tuple[float, float], after: tuple[float, float]) -> LinkCalibration:
+def transported(calibration: LinkCalibration, before: tuple[float, float], after: tuple[float, float],
+                reentry: tuple[tuple[float, float], tuple[float, float]] | None = None) -> LinkCalibration:
     """The calibration carried over to a changed model (e.g. fine-tuned by reid.adapt) without labels.
 
     before, after: (median, spread) of the same stranger pairs' similarities under the calibrated model and
     under the changed one. A similarity lying z spreads above the strangers' median gets the evidence it
     had at z spreads before: strangers stay where they were, and a model that lifts the same person
-    further above them earns more evidence, up to the curve's end."""
+    further above them earns more evidence, up to the curve's end. reentry: (before, after) of stranger
+    pairs within one camera, which carry the re-entry curve over (None: before and after carry it too)."""
     (centre_before, spread_before), (centre_after, spread_after) = before, after
     if not (spread_before > 0 and spread_after > 0):
         raise ReidError(f"cannot carry a calibration over a zero spread of strangers ({spread_before}, {spread_after})")
@@ -367,7 +369,7 @@ def transported(calibration: LinkCalibration, before: tuple[float, float], after
         negative_centre=move(calibration.negative_centre),
         negative_spread=calibration.negative_spread * scale,
         curve_similarity=tuple(move(x) for x in calibration.curve_similarity),
-        reentry=None if calibration.reentry is None else transported(calibration.reentry, before, after),
+        reentry=None if calibration.reentry is None else transported(calibration.reentry, *(reentry or (before, after))),
     )
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cctrack.adapt import co_occurring, confident_groups
+from cctrack.adapt import Strangers, co_occurring, confident_groups, stranger_similarity
 from cctrack.mot import read_mot_txt
 from cctrack.link import Link, center_per_camera
 from cctrack.sample import SAMPLE_CAMERAS, SAMPLE_FPS, derive_camera_ground_truth, ground_truth_tracklets
@@ -59,6 +59,23 @@ def test_adapting_on_one_camera_separates_people_seen_together(tmp_path):
     assert same_after > same_before - 0.02  # while each person stays themself
 
 
+def test_strangers_are_measured_across_cameras_and_within_one_camera_apart():
+    # Camera a's tracklets all share a look (0.8 of their direction), camera b's do not; a's are seen one
+    # after another. Centring removes only part of a's look (6 / 11 of the camera's mean, for 6
+    # tracklets), so what is left shows within camera a and not across cameras.
+    rng = np.random.default_rng(0)
+    look = rng.normal(size=32)
+    people = rng.normal(size=(12, 32))
+    vectors = np.concatenate([0.8 * look + 0.2 * people[:6], people[6:]])
+    descriptors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    table = TrackletTable.from_spans(("a", "b"), (10.0, 10.0), [0] * 6 + [1] * 6,
+                                     [20 * k for k in range(6)] * 2, [20 * k + 10 for k in range(6)] * 2)
+    strangers = stranger_similarity(table, descriptors)
+    assert strangers.within is not None and strangers.within[0] > strangers.across[0] + 0.2
+    one_each = TrackletTable.from_spans(("a", "b"), (10.0, 10.0), [0] * 6 + [1] * 6, [0] * 12, [10] * 12)
+    assert stranger_similarity(one_each, descriptors).within is None  # all seen at once: no re-entry pairs
+
+
 def test_a_failed_adaptation_leaves_no_adapted_weights(tmp_path, monkeypatch, short_run):
     from typer.testing import CliRunner
 
@@ -74,7 +91,7 @@ def test_a_failed_adaptation_leaves_no_adapted_weights(tmp_path, monkeypatch, sh
 
     # A clip this short has too few stranger pairs to carry a calibration over: pretend it has them, then
     # fail after the training, when adapted.pt has been written.
-    monkeypatch.setattr(cctrack.adapt, "stranger_similarity", lambda table, descriptors: (0.0, 0.1))
+    monkeypatch.setattr(cctrack.adapt, "stranger_similarity", lambda table, descriptors: Strangers((0.0, 0.1), (0.0, 0.1)))
     monkeypatch.setattr("reid.calibration.transported", broken)
     result = runner.invoke(app, ["adapt", str(out), "--steps", "1", "--quiet"])
     assert result.exit_code == 2 and "could not be carried over" in result.stderr
@@ -110,7 +127,7 @@ def test_each_round_adapts_the_model_of_the_round_before(tmp_path, monkeypatch, 
     from reid.pretrained import sha256_of_file
 
     out = shutil.copytree(short_run, tmp_path / "out")
-    monkeypatch.setattr(cctrack.adapt, "stranger_similarity", lambda table, descriptors: (0.0, 0.1))
+    monkeypatch.setattr(cctrack.adapt, "stranger_similarity", lambda table, descriptors: Strangers((0.0, 0.1), (0.0, 0.1)))
     import reid.adapt
 
     real, bases = reid.adapt.adapt_weights, []
@@ -140,14 +157,14 @@ def test_a_failed_later_round_leaves_no_adapted_weights(tmp_path, monkeypatch, s
 
     out = shutil.copytree(short_run, tmp_path / "out")
     before = (out / "identities.json").read_text()
-    monkeypatch.setattr(cctrack.adapt, "stranger_similarity", lambda table, descriptors: (0.0, 0.1))
+    monkeypatch.setattr(cctrack.adapt, "stranger_similarity", lambda table, descriptors: Strangers((0.0, 0.1), (0.0, 0.1)))
     real, calls = reid.calibration.transported, []
 
-    def fails_in_round_two(*args):
+    def fails_in_round_two(*args, **kwargs):
         calls.append(1)
         if len(calls) == 2:
             raise cctrack.adapt.CctrackError("the calibration could not be carried over")
-        return real(*args)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(reid.calibration, "transported", fails_in_round_two)
     result = CliRunner().invoke(app, ["adapt", str(out), "--steps", "1", "--rounds", "3", "--quiet"])

@@ -61,6 +61,13 @@ def test_a_transported_calibration_gives_the_same_evidence_at_the_same_distance_
     with_reentry = replace(calibration, reentry=replace(calibration, curve_log_lr=(-3.0, 0.0, 2.0)))
     np.testing.assert_allclose(transported(with_reentry, before, after).reentry.log_likelihood_ratio(same_place),
                                with_reentry.reentry.log_likelihood_ratio(similarity))
+    # Strangers within one camera moved their own way: the re-entry curve follows them, the other does not.
+    within_before, within_after = (0.05, 0.1), (0.0, 0.05)
+    own_way = transported(with_reentry, before, after, reentry=(within_before, within_after))
+    within_place = within_after[0] + (similarity - within_before[0]) * within_after[1] / within_before[1]
+    np.testing.assert_allclose(own_way.reentry.log_likelihood_ratio(within_place),
+                               with_reentry.reentry.log_likelihood_ratio(similarity))
+    np.testing.assert_allclose(own_way.log_likelihood_ratio(same_place), calibration.log_likelihood_ratio(similarity))
     with pytest.raises(ReidError, match="zero spread"):
         transported(calibration, (0.0, 0.0), after)
 
