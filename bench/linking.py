@@ -12,7 +12,9 @@ default):
 - cross-camera link precision: of the cross-camera tracklet pairs put into one identity, the share that
   are one person (each tracklet is labelled with the ground-truth person its boxes overlap most); the
   same count, right and wrong, for pairs of one camera's tracklets (re-entry);
-- ROC AUC of the link log-odds over all cross-camera tracklet pairs (same person vs not);
+- ROC AUC of the link log-odds over all cross-camera tracklet pairs (same person vs not), and over each
+  camera's pairs seen at different times (re-entry), with the re-entry pairs' highest probabilities,
+  strangers' and same-person, each pair on its own before any merge;
 - whether the appearance evidence is calibrated on this footage: the strangers' mean likelihood ratio
   (1 when calibrated) and the same-person pairs' median log LR;
 - an oracle sweep over link.min_probability, chosen on the test data: an upper bound, not a result;
@@ -124,26 +126,37 @@ def link_quality(out_dir: Path, gt_dir: Path, person: np.ndarray, table: Trackle
 
 def pair_auc(out_dir: Path, table: TrackletTable, person: np.ndarray, overrides: list[str]) -> dict:
     """ROC AUC of the default link log-odds over every cross-camera tracklet pair, and how calibrated the
-    appearance evidence is there."""
+    appearance evidence is there; the same AUC over each camera's pairs seen at different times
+    (re-entry), with the highest link probabilities of its strangers and of its same-person pairs (each
+    pair on its own, before any merge)."""
     config = load_config(None, overrides + ["device=cpu"])
     embedder = load_embedder(config.reid.checkpoint, "cpu", None, 128, config.reid.descriptor)
     embeddings = cache.load_embeddings(out_dir, len(table))
     descriptors = center_per_camera(embeddings.descriptors, table.camera_index)
     start, end = tracklet_seconds(table, CameraLayout.open(table.camera_names))
     a, b = np.triu_indices(len(table), k=1)
-    cross = (table.camera_index[a] != table.camera_index[b]) & (person[a] >= 0) & (person[b] >= 0)
-    a, b = a[cross], b[cross]
+    same_camera = table.camera_index[a] == table.camera_index[b]
+    apart = (end[a] <= start[b]) | (end[b] <= start[a])
+    keep = (~same_camera | apart) & (person[a] >= 0) & (person[b] >= 0)
+    a, b, same_camera = a[keep], b[keep], same_camera[keep]
     similarity = np.einsum("ij,ij->i", descriptors[a], descriptors[b])
+    # Transit patterns are fitted per camera pair, so adding the same-camera pairs changes no
+    # cross-camera pair's log-odds.
     log_odds = pair_log_odds(table, descriptors, a, b, similarity, start, end, math.inf, LinkSettings(),
                              embedder.calibration, learn_transit=True)
     same = person[a] == person[b]
+    cross = ~same_camera
     # Is the appearance evidence calibrated on this footage? Over strangers, a calibrated likelihood
     # ratio averages 1; more means the model calls strangers alike more often than its calibration says.
     null = evidence.appearance_null(table, descriptors, start, end)
-    appearance = evidence.appearance_log_lr(table, a, b, similarity, null, embedder.calibration)
-    return {"cross_camera_pair_auc": float(roc_auc(log_odds, same)),
-            "strangers_mean_appearance_likelihood_ratio": float(np.exp(appearance[~same]).mean()),
-            "same_person_median_appearance_log_lr": float(np.median(appearance[same]))}
+    appearance = evidence.appearance_log_lr(table, a[cross], b[cross], similarity[cross], null, embedder.calibration)
+    probability = evidence.sigmoid(log_odds[same_camera])
+    return {"cross_camera_pair_auc": float(roc_auc(log_odds[cross], same[cross])),
+            "strangers_mean_appearance_likelihood_ratio": float(np.exp(appearance[~same[cross]]).mean()),
+            "same_person_median_appearance_log_lr": float(np.median(appearance[same[cross]])),
+            "reentry_pair_auc": float(roc_auc(log_odds[same_camera], same[same_camera])),
+            "reentry_strangers_top_probabilities": np.sort(probability[~same[same_camera]])[::-1][:3].round(3).tolist(),
+            "reentry_same_person_top_probabilities": np.sort(probability[same[same_camera]])[::-1][:3].round(3).tolist()}
 
 
 def transit_p_value(out_dir: Path, table: TrackletTable, shuffles: int = 1999) -> dict:
@@ -262,6 +275,9 @@ def main() -> None:
         print_rows(rows)
         for cameras, test in rows["shipped CSSC-MobileNetV2"]["transit_permutation_p"].items():
             print(f"transit {cameras}: {test['shuffles_reaching_it']} of {test['shuffles']} shuffles reach its evidence, p = {test['p']:.4f}")
+        shipped = rows["shipped CSSC-MobileNetV2"]
+        print(f"re-entry pairs (shipped): AUC {shipped['reentry_pair_auc']:.3f}, highest probabilities of strangers "
+              f"{shipped['reentry_strangers_top_probabilities']}, of one person {shipped['reentry_same_person_top_probabilities']}")
     write_record(args.out.parent / "linking.json", {"results": results})
 
 
