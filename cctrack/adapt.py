@@ -12,7 +12,8 @@ run's stranger pairs (nearly all are two people) are measured under both models,
 keeps the evidence it had at the same distance above the strangers. Each curve is carried by its own
 kind of pair: the cross-camera curve by pairs of different cameras (with one camera: that camera at
 different times), the re-entry curve by pairs of one camera at different times, whose strangers the
-training pushes apart most (its known negatives are people of one camera). Writes OUT_DIR/adapted.pt and re-links the run with it; identities.json names that model.
+training pushes apart most (its known negatives are people of one camera). Writes OUT_DIR/adapted.pt and
+re-links the run with it; identities.json names that model.
 
 With rounds > 1 it is self-training: each round adapts the model of the round before, on the groups that
 model's own confident links make, so links the first model could not make at link_probability can enter
@@ -160,7 +161,8 @@ def stranger_similarity(table: TrackletTable, descriptors: np.ndarray, seed: int
     if len(across) < MIN_STRANGER_PAIRS:
         raise CctrackError(f"adapt needs at least {MIN_STRANGER_PAIRS} stranger pairs to carry the calibration over, "
                            f"the run has {len(across)}")
-    within = similarity_of([(i, i) for i in range(cameras)])
+    # With one camera the across pairs are already that camera's pairs at different times.
+    within = across if cameras == 1 else similarity_of([(i, i) for i in range(cameras)])
     return Strangers(robust_centre_spread(across),
                      robust_centre_spread(within) if len(within) >= MIN_STRANGER_PAIRS else None)
 

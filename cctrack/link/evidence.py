@@ -11,7 +11,9 @@
   two cameras is two different people, so the median and spread of a camera pair's similarities say how
   alike strangers look there: in a scene where everyone wears dark coats, or between cameras whose
   centring left a shared look, the same cosine is weaker evidence. Similarities are moved onto the
-  calibration's scale by that median and spread, and only ever towards less evidence.
+  calibration's scale by that median and spread, and only ever towards less evidence. Pairs of one
+  camera (re-entry) are read on the calibration's re-entry curve, when it has one, against that
+  camera's own strangers (appearance_log_lr).
 - Transit: people who leave camera A reach camera B after a typical time, so the gap between a
   pair's tracklets is evidence. Per camera pair (and per camera, for re-entry), every candidate pair is
   one person with the probability its appearance and prior give it, and one person's gap follows the
