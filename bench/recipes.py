@@ -21,6 +21,7 @@ reports:
     python -m bench.recipes runs/cuhk03_strong16 runs/cuhk03_plain runs/soup_strong16_plain.pt   # a `reid average` of two
     python -m bench.recipes runs/cuhk03_plain10 runs/soup_shipped_plain10.pt   # the shipped weights as an ingredient
     python -m bench.recipes runs/swa_curriculum24_e20_e24.pt   # two checkpoints of one run (its minutes once)
+    python -m bench.recipes runs/soup_curriculum_branch.pt   # a run and its branch (their shared epochs once)
 """
 
 from __future__ import annotations
@@ -100,8 +101,23 @@ def candidate_row(candidate: Path, shipped: TrainConfig, data_root: Path, linkin
         return {} if run.resolve() == DEFAULT_WEIGHTS_PATH.parent.resolve() else recipe_changes(run_config(run), shipped)
 
     changes = {"average_of": {entry["file"]: {"share": entry["share"], **changes_of(run)} for run, entry in zip(runs, ingredients)}}
-    # Checkpoints of one run (weight averaging along its trajectory) cost that run's training once.
-    return recipe_row(candidate.resolve(), changes, sum(wall_minutes(run) for run in dict.fromkeys(runs)), data_root, linking_dir)
+    return recipe_row(candidate.resolve(), changes, shared_wall_minutes(runs), data_root, linking_dir)
+
+
+def shared_wall_minutes(runs: list[Path]) -> float:
+    """The training minutes of several runs together, each epoch counted once.
+
+    Checkpoints of one run (weight averaging along its trajectory) cost that run once, and a run resumed
+    from another's checkpoint (a branch) starts its train_log.csv with that run's own rows, copied: the
+    epochs they share were trained once, so identical rows count once."""
+    rows: dict[tuple[int, str], float] = {}
+    for run in dict.fromkeys(runs):
+        lines = (run / "train_log.csv").read_text().splitlines()
+        header = lines[0].split(",")
+        for line in lines[1:]:
+            fields = line.split(",")
+            rows[(int(fields[header.index("epoch")]), line)] = float(fields[header.index("seconds")])
+    return sum(rows.values()) / 60
 
 
 def print_rows(rows: dict[str, dict]) -> None:
