@@ -56,11 +56,16 @@ def crops_trained(config: TrainConfig, data_root: Path) -> int:
     return total
 
 
+def epoch_seconds(run: Path) -> dict[str, float]:
+    """Each row of the run's train_log.csv, as written (it starts with the epoch), to its seconds."""
+    lines = (run / "train_log.csv").read_text().splitlines()
+    column = lines[0].split(",").index("seconds")
+    return {line: float(line.split(",")[column]) for line in lines[1:]}
+
+
 def wall_minutes(run: Path) -> float:
     """The run's own training time (train_log.csv), shared with whatever else ran on the machine."""
-    lines = (run / "train_log.csv").read_text().splitlines()
-    header = lines[0].split(",")
-    return sum(float(line.split(",")[header.index("seconds")]) for line in lines[1:]) / 60
+    return sum(epoch_seconds(run).values()) / 60
 
 
 def same_schedule(configs: dict[Path, TrainConfig]) -> None:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from bench.backbones import run_config, wall_minutes
+from bench.backbones import epoch_seconds, run_config, wall_minutes
 from bench.linking import descriptor_quality, ground_truth_person, relink_with
 from bench.record import write_record
 from cctrack import cache
@@ -110,13 +110,9 @@ def shared_wall_minutes(runs: list[Path]) -> float:
     Checkpoints of one run (weight averaging along its trajectory) cost that run once, and a run resumed
     from another's checkpoint (a branch) starts its train_log.csv with that run's own rows, copied: the
     epochs they share were trained once, so identical rows count once."""
-    rows: dict[tuple[int, str], float] = {}
-    for run in dict.fromkeys(runs):
-        lines = (run / "train_log.csv").read_text().splitlines()
-        header = lines[0].split(",")
-        for line in lines[1:]:
-            fields = line.split(",")
-            rows[(int(fields[header.index("epoch")]), line)] = float(fields[header.index("seconds")])
+    rows: dict[str, float] = {}
+    for run in runs:
+        rows.update(epoch_seconds(run))
     return sum(rows.values()) / 60
 
 
