@@ -27,7 +27,8 @@ from cctrack.table import TrackletTable
 # 1.2: first/last_shared_seconds beside first/last_seconds (the camera's own clock).
 # 1.3: each link's source: "model" (the evidence) or "person" (a `same` correction, corrections.yaml).
 # 1.4: transit: the transit times the linker learned from the run.
-SCHEMA_VERSION = "1.4"
+# 1.5: transit[].ways: where the matches of each direction leave one camera and enter the other.
+SCHEMA_VERSION = "1.5"
 SCHEMA_PATH = Path(__file__).resolve().parent / "identities.schema.json"
 
 

@@ -326,6 +326,10 @@ def _embed_link_export(job: _Job, table: TrackletTable, record: RunRecord) -> Ru
             print(f"learned transit {row['cameras'][0]} <-> {row['cameras'][1]}: about {row['typical_seconds']:g} s "
                   f"({row['range_seconds'][0]:g} to {row['range_seconds'][1]:g} s), seen in {row['matches']:g} matches",
                   file=sys.stderr, flush=True)
+            for way in row.get("ways", []):
+                print(f"  {way['from']} -> {way['to']}: leaving at x {way['leave_at'][0]:.2f}, y {way['leave_at'][1]:.2f}, "
+                      f"entering at x {way['enter_at'][0]:.2f}, y {way['enter_at'][1]:.2f} (units of each picture)",
+                      file=sys.stderr, flush=True)
     document = identities_document(record, table, result.links, asdict(config.link), layout, transit)
     write_identities(out_dir / "identities.json", document)
     (out_dir / "eval.json").unlink(missing_ok=True)  # it scored the identities just replaced

@@ -372,7 +372,7 @@ def test_identities_json_gives_times_on_the_camera_s_clock_and_on_the_shared_clo
     assert result.exit_code == 0, result.output
     document = json.loads((out / "identities.json").read_text())
     validate_identities(document)
-    assert document["schema_version"] == "1.4"
+    assert document["schema_version"] == "1.5"
     offset = {"cam_left": 0.0, "cam_right": -2.5}
     for identity in document["identities"]:
         tracklets = identity["tracklets"]
@@ -871,7 +871,7 @@ def test_link_applies_a_person_s_corrections_whatever_the_threshold(finished_run
     assert result.exit_code == 0, result.output
     document = json.loads((out / "identities.json").read_text())
     validate_identities(document)
-    assert document["schema_version"] == "1.4" and identity_of(document, a) == identity_of(document, b)
+    assert document["schema_version"] == "1.5" and identity_of(document, a) == identity_of(document, b)
     [person] = document["links"]
     assert person["source"] == "person" and person["confidence"] == 1.0
     assert {f"{person[end]['camera']}:{person[end]['track_id']}" for end in ("a", "b")} == {a, b}

@@ -47,7 +47,7 @@ def identities_document(identities: list[list[dict]], links: list[dict], video_d
     camera_entries = [{"name": c, "path": f"{video_dir}/{c}.mp4", "fps": FPS, "frame_count": 3000, "width": 64, "height": 128,
                        "frames_processed": 3000, "last_frame": 3000, "stride": 1} for c in CAMERAS]
     return {
-        "schema_version": "1.4",
+        "schema_version": "1.5",
         "run": {"tool": "cctrack", "version": "0.1.0", "created": "2026-11-30T12:00:00+00:00", "video_dir": video_dir,
                 "cameras": camera_entries, "models": {"detector": model, "reid": model},
                 "config": {"link": {"min_probability": 0.9, "linkage": "average"}}},
@@ -56,7 +56,8 @@ def identities_document(identities: list[list[dict]], links: list[dict], video_d
                     "cross_camera_links": sum(link["cross_camera"] for link in links)},
         "identities": entries,
         "links": links,
-        "transit": [{"cameras": ["cam_a", "cam_b"], "typical_seconds": 2.0, "range_seconds": [1.46, 2.67], "matches": 13.3}],
+        "transit": [{"cameras": ["cam_a", "cam_b"], "typical_seconds": 2.0, "range_seconds": [1.46, 2.67], "matches": 13.3,
+                     "ways": [{"from": "cam_a", "to": "cam_b", "leave_at": [0.97, 0.31], "enter_at": [0.05, 0.36]}]}],
     }
 
 
@@ -110,7 +111,8 @@ def test_report_embeds_every_identity_with_crops_links_and_eval(small_run):
     assert data["eval"]["multi_camera"]["idf1"] == 0.8
     assert data["models"]["reid"]["sha256"] == "ab" * 32
     assert data["link_settings"] == {"min_probability": 0.9, "linkage": "average"}
-    assert data["transit"] == [{"cameras": ["cam_a", "cam_b"], "typical_seconds": 2.0, "range_seconds": [1.46, 2.67], "matches": 13.3}]
+    assert data["transit"] == [{"cameras": ["cam_a", "cam_b"], "typical_seconds": 2.0, "range_seconds": [1.46, 2.67], "matches": 13.3,
+                                "ways": [{"from": "cam_a", "to": "cam_b", "leave_at": [0.97, 0.31], "enter_at": [0.05, 0.36]}]}]
     page = report.read_text()
     assert "http://" not in page and "https://" not in page  # offline: nothing fetched from a network
     assert [p.name for p in small_run.iterdir() if ".tmp" in p.name] == []
@@ -215,6 +217,7 @@ def test_browser_renders_every_card_without_console_errors(small_run, tmp_path):
     assert page_errors(dom) is None
     assert "<code>cam_a:1</code>" in dom and "<code>cam_b:4</code>" in dom  # tracklet ids as copyable text
     assert "<td>cam_a &lt;-&gt; cam_b</td>" in dom and "<td>1.46 to 2.67</td>" in dom  # the learned transit times
+    assert "<td>cam_a -&gt; cam_b: leave at (0.97, 0.31), enter at (0.05, 0.36)</td>" in dom  # and where they walk
     assert 'href="videos/cam_a.mp4#t=1"' in dom  # cam_a's crops open its video at the tracklet's first second
     assert 'href="videos/cam_b.mp4' not in dom  # cam_b has no video
     assert 'loading="lazy"' in dom

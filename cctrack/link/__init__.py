@@ -164,7 +164,8 @@ def pair_evidence(table: TrackletTable, embeddings: np.ndarray, pair_a: np.ndarr
     # share, and look-alike strangers' gaps do not (evidence.fit_transit_pattern tests that by chance).
     model = evidence.fit_transit_model(table, start, end, pair_a, pair_b, evidence.sigmoid(log_odds), window)
     gaps = evidence.signed_gaps(pair_a, pair_b, start, end)
-    return log_odds + model.log_likelihood_ratio(table, pair_a, pair_b, gaps), model
+    places = evidence.PairPlaces.of(table, pair_a, pair_b, start, end)
+    return log_odds + model.log_likelihood_ratio(table, pair_a, pair_b, gaps, places), model
 
 
 def _number_by_first_appearance(cluster_of: np.ndarray, start_seconds: np.ndarray) -> np.ndarray:

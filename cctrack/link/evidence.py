@@ -15,7 +15,9 @@
   camera (re-entry) are read on the calibration's re-entry curve, when it has one, against that
   camera's own strangers (appearance_log_lr).
 - Transit: people who leave camera A reach camera B after a typical time, so the gap between a
-  pair's tracklets is evidence. Per camera pair (and per camera, for re-entry), every candidate pair is
+  pair's tracklets is evidence; and they leave A and enter B at typical places (a door, the edge of the
+  picture towards the other camera), so where the earlier tracklet ends and the later one starts is
+  evidence too. Per camera pair (and per camera, for re-entry), every candidate pair is
   one person with the probability its appearance and prior give it, and one person's gap follows the
   camera pair's transit pattern (a log-normal cluster) or, for the rest, the gaps of random pairs of
   the same cameras. EM finds the cluster, and it counts only if it holds a few independent matches
@@ -23,13 +25,20 @@
   gives many pairs at one gap), is tight, and explains the gaps better than nearly every fit to the same
   pairs with their match probabilities shuffled (a permutation test: at most a 1-in-100 chance). Unrelated
   cameras, whose look-alikes fall at random gaps, get no pattern and no transit evidence (log LR 0).
+  Where a camera pair shows a pattern, its matches' places are learned too, per direction of travel: a
+  normal over (where the earlier tracklet was last seen, where the later one was first seen), against
+  the same places of random pairs, by EM with the transit time held fixed (fit_place_pattern). A pair
+  that walked the usual way walked it in time and place, so the two ratios multiply inside one mixture
+  (TransitPattern.log_likelihood_ratio), and the sum stays within TRANSIT_MAX_LOG_LR: when and where
+  together never outweigh clear appearance evidence either. Places are read from the boxes' foot points
+  in units of the camera's picture, so no frame size or calibration is needed.
 """
 
 from __future__ import annotations
 
 import math
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.sparse import coo_matrix
@@ -69,6 +78,13 @@ TRANSIT_EM_ITERATIONS = 60
 TRANSIT_EM_TOLERANCE = 1e-4  # EM stops once no share, centre or spread moves more than this
 TRANSIT_FIT_PAIRS = 1000  # per camera pair: its likeliest matches, on which the pattern is fitted
 MIN_SPREAD = 0.2  # in log-gap units (see log_gap): transit times are never known better than about 20 %
+# In units of the camera's picture (the extent of all its boxes is 1): where people leave or enter is never
+# known better than about 5 % of it (boxes jitter, and a doorway or an edge has a width).
+MIN_PLACE_SPREAD = 0.05
+PLACE_EM_ITERATIONS = 30
+# Random pairs per direction whose places stand for the strangers' (a 4-D kernel density costs 4x a gap's
+# per sample, so fewer samples keep the place evidence at about the cost of the transit time's).
+PLACE_STRANGER_SAMPLES = 1000
 
 
 def logit(probability: float) -> float:
@@ -341,23 +357,150 @@ def fit_transit_pattern(log_gaps: np.ndarray, match_probability: np.ndarray, str
     return float(share), float(centre), float(spread), float(matches)
 
 
+def boundary_places(table: TrackletTable) -> tuple[np.ndarray, np.ndarray]:
+    """((N, 2), (N, 2)): where each tracklet was first seen and where it was last seen, as the foot point
+    (bottom centre) of its first and last box, in units of its camera's picture: 0 to 1 over the extent
+    of all that camera's boxes (no frame size needed; a camera whose boxes have no extent reads 0)."""
+    box_camera = table.camera_index[table.box_tracklet]
+    foot = np.stack([(table.boxes[:, 0] + table.boxes[:, 2]) / 2, table.boxes[:, 3]], axis=1).astype(np.float64)
+    low, size = np.zeros((len(table.camera_names), 2)), np.ones((len(table.camera_names), 2))
+    for camera in np.unique(box_camera):
+        boxes = table.boxes[box_camera == camera].astype(np.float64)
+        low[camera] = boxes[:, 0].min(), boxes[:, 1].min()
+        extent = np.array([boxes[:, 2].max(), boxes[:, 3].max()]) - low[camera]
+        size[camera] = np.where(extent > 0, extent, 1.0)
+    scaled = (foot - low[box_camera]) / size[box_camera]
+    scaled[~np.isfinite(scaled)] = 0.0
+    return scaled[table.box_offsets[:-1]], scaled[table.box_offsets[1:] - 1]
+
+
+@dataclass(frozen=True)
+class PairPlaces:
+    """Where each pair's walk left and arrived: (P, 4) the earlier tracklet's last place and the later
+    one's first place (boundary_places), and (P,) the earlier tracklet's camera (the direction of travel)."""
+
+    places: np.ndarray
+    from_camera: np.ndarray
+
+    @classmethod
+    def of(cls, table: TrackletTable, pair_a: np.ndarray, pair_b: np.ndarray, start: np.ndarray,
+           end: np.ndarray) -> PairPlaces:
+        first_seen, last_seen = boundary_places(table)
+        a_first = (start[pair_b] - end[pair_a]) >= (start[pair_a] - end[pair_b])
+        earlier, later = np.where(a_first, pair_a, pair_b), np.where(a_first, pair_b, pair_a)
+        return cls(np.concatenate([last_seen[earlier], first_seen[later]], axis=1), table.camera_index[earlier])
+
+    def rows(self, rows: np.ndarray) -> PairPlaces:
+        return PairPlaces(self.places[rows], self.from_camera[rows])
+
+
+def _product_kernel_density(at: np.ndarray, samples: np.ndarray, bandwidth: np.ndarray) -> np.ndarray:
+    """(len(at),) Gaussian product-kernel density of `samples` (m, D) at `at` (n, D), in chunks."""
+    density = np.empty(len(at))
+    chunk = max(1, 1_000_000 // max(len(samples) * samples.shape[1], 1))
+    norm = float(np.prod(bandwidth * math.sqrt(2 * math.pi)))
+    for begin in range(0, len(at), chunk):
+        z = (at[begin:begin + chunk, None, :] - samples[None, :, :]) / bandwidth
+        density[begin:begin + chunk] = np.exp(-0.5 * (z**2).sum(axis=2)).mean(axis=1) / norm
+    return np.maximum(density, 1e-12)
+
+
+def _normal_density_nd(at: np.ndarray, centre: np.ndarray, covariance: np.ndarray) -> np.ndarray:
+    """(n,) the multivariate normal density at the rows of `at` (n, D)."""
+    cholesky = np.linalg.cholesky(covariance)
+    z = np.linalg.solve(cholesky, (at - centre).T)
+    log_norm = np.log(np.diag(cholesky)).sum() + 0.5 * len(centre) * math.log(2 * math.pi)
+    return np.exp(-0.5 * (z**2).sum(axis=0) - log_norm)
+
+
+@dataclass(frozen=True)
+class PlacePattern:
+    """Where the matches of one direction of a transit pattern leave and arrive (PairPlaces' four
+    coordinates): their normal, and random pairs' places as the strangers'. The covariance is full, as
+    in Javed et al. (ICCV 2003), who learn exit and entry places jointly: where people cross the edge
+    between two views varies, but the place they leave one and enter the other go together."""
+
+    centre: np.ndarray  # (4,)
+    covariance: np.ndarray  # (4, 4)
+    strangers: np.ndarray  # (m, 4)
+    bandwidth: np.ndarray  # (4,)
+
+    @classmethod
+    def strangers_of(cls, places: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(samples, bandwidth): random pairs' places and their kernel bandwidth (Silverman's rule in 4
+        dimensions, never finer than MIN_PLACE_SPREAD)."""
+        places = np.asarray(places, np.float64).reshape(-1, 4)
+        scale = places.std(axis=0) if len(places) > 1 else np.zeros(4)
+        bandwidth = np.maximum(MIN_PLACE_SPREAD, 1.06 * scale * max(len(places), 1) ** (-1 / 8))
+        return places, bandwidth
+
+    def ratio(self, places: np.ndarray) -> np.ndarray:
+        """(P,) how much likelier each pair's places are for a match walking this way than for strangers."""
+        return (_normal_density_nd(places, self.centre, self.covariance)
+                / _product_kernel_density(places, self.strangers, self.bandwidth))
+
+
+def fit_place_pattern(places: np.ndarray, time_ratio: np.ndarray, match_probability: np.ndarray, share: float,
+                      stranger_places: np.ndarray) -> PlacePattern | None:
+    """The places of one direction of travel of a transit pattern, or None when fewer than
+    PATTERN_MIN_MATCHES (expected) matches of the pattern went that way, or no random pair did.
+
+    places (n, 4), time_ratio (n,) the pattern's time ratio, match_probability (n,) on appearance and
+    prior: the direction's candidate pairs. EM with the transit time held fixed (share as fitted):
+    pair k is a match in the pattern with probability p_k * share, and then its places follow the
+    normal, else the random pairs' places (product-kernel density). The covariance is the matches'
+    own plus MIN_PLACE_SPREAD squared on the diagonal, so that a few matches never pin a place down
+    finer than that."""
+    if len(stranger_places) == 0:
+        return None
+    strangers, bandwidth = PlacePattern.strangers_of(stranger_places)
+    stranger_density = _product_kernel_density(places, strangers, bandwidth)
+    weighted = np.asarray(match_probability, np.float64) * share
+    place_ratio = np.ones(len(places))
+    centre = covariance = None
+    for _ in range(PLACE_EM_ITERATIONS):
+        in_pattern = weighted * time_ratio * place_ratio
+        in_pattern = in_pattern / (in_pattern + 1 - weighted)
+        total = in_pattern.sum()
+        if total < PATTERN_MIN_MATCHES:
+            return None
+        previous = centre
+        centre = (in_pattern[:, None] * places).sum(axis=0) / total
+        offset = places - centre
+        covariance = (in_pattern[:, None] * offset).T @ offset / total + MIN_PLACE_SPREAD**2 * np.eye(places.shape[1])
+        place_ratio = _normal_density_nd(places, centre, covariance) / stranger_density
+        if previous is not None and np.abs(centre - previous).max() < TRANSIT_EM_TOLERANCE:
+            break
+    return PlacePattern(centre, covariance, strangers, bandwidth)
+
+
 @dataclass(frozen=True)
 class TransitPattern:
     """A camera pair's transit times, in log-gap space (see log_gap): the share of true matches that
-    walk the usual way (shrunk by TRANSIT_PSEUDO_MATCHES), their normal, and the strangers' gaps."""
+    walk the usual way (shrunk by TRANSIT_PSEUDO_MATCHES), their normal, and the strangers' gaps; and,
+    per direction of travel (keyed by the camera walked from) with enough matches, where they walk."""
 
     share: float
     centre: float
     spread: float
     strangers: RandomGaps
     matches: float = 0.0  # expected matches the pattern was seen in
+    places: dict[int, PlacePattern] = field(default_factory=dict)
 
     def seconds(self) -> tuple[float, float, float]:
         """(typical, low, high) gap in seconds: the centre and one spread either side."""
         return tuple(float(_seconds(value)) for value in (self.centre, self.centre - self.spread, self.centre + self.spread))
 
-    def log_likelihood_ratio(self, log_gaps: np.ndarray) -> np.ndarray:
-        ratio = _normal_density(log_gaps, self.centre, self.spread) / self.strangers.density(log_gaps)
+    def time_ratio(self, log_gaps: np.ndarray) -> np.ndarray:
+        return _normal_density(log_gaps, self.centre, self.spread) / self.strangers.density(log_gaps)
+
+    def log_likelihood_ratio(self, log_gaps: np.ndarray, places: PairPlaces | None = None) -> np.ndarray:
+        """(P,) log LR of the pairs' gaps, and of their places where this pattern knows the direction's."""
+        ratio = self.time_ratio(log_gaps)
+        if places is not None:
+            for camera, place in self.places.items():
+                rows = places.from_camera == camera
+                ratio[rows] *= place.ratio(places.places[rows])
         return np.clip(np.log(self.share * ratio + 1 - self.share), -TRANSIT_MAX_LOG_LR, TRANSIT_MAX_LOG_LR)
 
 
@@ -369,30 +512,40 @@ class TransitModel:
 
     def summary(self, camera_names: tuple[str, ...]) -> list[dict]:
         """What was learned, per camera pair, for identities.json and the log: the typical gap and the
-        range of one spread either side, in seconds, and the matches it was seen in."""
+        range of one spread either side, in seconds, the matches it was seen in, and, per direction of
+        travel whose places were learned ("ways"), where its matches typically leave and enter (foot
+        point, in units of each camera's picture: x from the left, y from the top)."""
         rows = []
         for (i, j), pattern in sorted(self.patterns.items()):
             typical, low, high = pattern.seconds()
-            rows.append({"cameras": [camera_names[i], camera_names[j]], "typical_seconds": round(typical, 2),
-                         "range_seconds": [round(low, 2), round(high, 2)], "matches": round(pattern.matches, 1)})
+            row = {"cameras": [camera_names[i], camera_names[j]], "typical_seconds": round(typical, 2),
+                   "range_seconds": [round(low, 2), round(high, 2)], "matches": round(pattern.matches, 1)}
+            if pattern.places:
+                row["ways"] = [{"from": camera_names[walked_from], "to": camera_names[j if walked_from == i else i],
+                                "leave_at": place.centre[:2].round(3).tolist(), "enter_at": place.centre[2:].round(3).tolist()}
+                               for walked_from, place in sorted(pattern.places.items())]
+            rows.append(row)
         return rows
 
-    def log_likelihood_ratio(self, table: TrackletTable, pair_a: np.ndarray, pair_b: np.ndarray, gaps: np.ndarray) -> np.ndarray:
-        """(P,) transit log LR of each pair, 0 where its camera pair shows no pattern."""
+    def log_likelihood_ratio(self, table: TrackletTable, pair_a: np.ndarray, pair_b: np.ndarray, gaps: np.ndarray,
+                             places: PairPlaces | None = None) -> np.ndarray:
+        """(P,) transit log LR of each pair, 0 where its camera pair shows no pattern. places: where each
+        pair left and arrived (PairPlaces.of); None reads the transit time alone."""
         result = np.zeros(len(pair_a))
         camera_a, camera_b = table.camera_index[pair_a], table.camera_index[pair_b]
         low, high = np.minimum(camera_a, camera_b), np.maximum(camera_a, camera_b)
         log_gaps = log_gap(gaps)
         for (i, j), pattern in self.patterns.items():
             rows = (low == i) & (high == j)
-            result[rows] = pattern.log_likelihood_ratio(log_gaps[rows])
+            result[rows] = pattern.log_likelihood_ratio(log_gaps[rows], None if places is None else places.rows(rows))
         return result
 
 
 def fit_transit_model(table: TrackletTable, start: np.ndarray, end: np.ndarray, pair_a: np.ndarray,
                       pair_b: np.ndarray, match_probability: np.ndarray, window: float, seed: int = 0) -> TransitModel:
     """The transit pattern of every camera pair whose likely matches' gaps cluster (fit_transit_pattern),
-    against the gaps of random pairs of the same cameras within the time window. match_probability:
+    against the gaps of random pairs of the same cameras within the time window, with the places of
+    each direction of travel that enough of its matches took (fit_place_pattern). match_probability:
     (P,) how likely each candidate pair is one person without transit evidence. Fixed seed: the same
     run gives the same model, and each camera pair draws from a generator seeded by its cameras' names,
     so that its pattern depends on its own tracklets only (adding a camera changes no other pattern)."""
@@ -410,7 +563,8 @@ def fit_transit_model(table: TrackletTable, start: np.ndarray, end: np.ndarray, 
         rng = np.random.default_rng((seed, *(zlib.crc32(table.camera_names[i].encode()) for i in key)))
         first, second = camera_pair_samples(table, key, start, end, rng, PAIRS_PER_CAMERA_PAIR)
         random = signed_gaps(first, second, start, end)
-        random = log_gap(random[random <= window])
+        within = random <= window
+        first, second, random = first[within], second[within], log_gap(random[within])
         if len(random) < 2:
             continue
         strangers = RandomGaps.of(random)
@@ -418,5 +572,20 @@ def fit_transit_model(table: TrackletTable, start: np.ndarray, end: np.ndarray, 
         if found is None:
             continue
         share, centre, spread, matches = found
-        patterns[key] = TransitPattern(share * matches / (matches + TRANSIT_PSEUDO_MATCHES), centre, spread, strangers, matches)
+        pattern = TransitPattern(share, centre, spread, strangers, matches)
+        places = PairPlaces.of(table, pair_a[rows], pair_b[rows], start, end)
+        random_places = PairPlaces.of(table, first, second, start, end)
+        time_ratio = pattern.time_ratio(log_gaps[rows])
+        learned = {}
+        for camera in sorted(set(key)):
+            going = places.from_camera == camera
+            random_going = np.flatnonzero(random_places.from_camera == camera)
+            if len(random_going) > PLACE_STRANGER_SAMPLES:
+                random_going = rng.choice(random_going, PLACE_STRANGER_SAMPLES, replace=False)
+            place = fit_place_pattern(places.places[going], time_ratio[going], match_probability[rows][going], share,
+                                      random_places.places[random_going])
+            if place is not None:
+                learned[camera] = place
+        patterns[key] = TransitPattern(share * matches / (matches + TRANSIT_PSEUDO_MATCHES), centre, spread, strangers,
+                                       matches, learned)
     return TransitModel(patterns)
