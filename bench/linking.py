@@ -20,8 +20,9 @@ default):
 - an oracle sweep over link.min_probability, chosen on the test data: an upper bound, not a result;
 - oracle re-entry: each camera's breaks of one person joined from the ground truth, and no cross-camera
   link (also an upper bound): how much per-camera IDF1 better re-entry linking could win;
-- per camera pair, the permutation p-value of the transit cluster with 1,999 shuffles (the run draws up
-  to 299): how close a learned (or refused) pattern is to the test's 1-in-100 edge.
+- per camera pair, the permutation p-value of the transit cluster (time and place, as the run tests
+  it) with 1,999 shuffles (the run draws up to 299): how close a learned (or refused) pattern is to the
+  test's 1-in-100 edge.
 
     python -m bench.linking [--out bench/results/linking] [--reuse]
 """
@@ -183,8 +184,9 @@ def transit_p_value(out_dir: Path, table: TrackletTable, shuffles: int = 1999) -
         rows = rows[np.argsort(-probability[rows], kind="stable")[:evidence.TRANSIT_FIT_PAIRS]]
         first, second = evidence.camera_pair_samples(table, key, start, end, rng, evidence.PAIRS_PER_CAMERA_PAIR)
         strangers = evidence.RandomGaps.of(evidence.log_gap(evidence.signed_gaps(first, second, start, end)))
+        places = evidence.camera_pair_places(table, key, a[rows], b[rows], first, second, start, end)[2]
         shuffled = np.stack([rng.permutation(probability[rows]) for _ in range(shuffles)])
-        observed, chance = evidence.permutation_evidence(log_gaps[rows], probability[rows], strangers, shuffled)
+        observed, chance = evidence.permutation_evidence(log_gaps[rows], probability[rows], strangers, shuffled, places)
         reached = int((chance >= observed).sum())
         names = f"{table.camera_names[key[0]]} <-> {table.camera_names[key[1]]}"
         result[names] = {"shuffles_reaching_it": reached, "shuffles": shuffles, "p": (reached + 1) / (shuffles + 1)}

@@ -27,7 +27,9 @@
   cameras, whose look-alikes fall at random gaps, get no pattern and no transit evidence (log LR 0).
   Where a camera pair shows a pattern, its matches' places are learned too, per direction of travel: a
   normal over (where the earlier tracklet was last seen, where the later one was first seen), against
-  the same places of random pairs, by EM with the transit time held fixed (fit_place_pattern). A pair
+  the same places of random pairs, by EM with the transit time held fixed (fit_place_pattern). The
+  permutation test already weighs each fit in time and place together (_fit_mixture with places), so
+  a pattern that is plain in where people walk but loose in time is found too. A pair
   that walked the usual way walked it in time and place, so the two ratios multiply inside one mixture
   (TransitPattern.log_likelihood_ratio), and the sum stays within TRANSIT_MAX_LOG_LR: when and where
   together never outweigh clear appearance evidence either. Places are read from the boxes' foot points
@@ -255,13 +257,16 @@ def _responsibilities(log_gaps: np.ndarray, stranger_density: np.ndarray, probab
 
 
 def _fit_mixture(log_gaps: np.ndarray, stranger_density: np.ndarray, match_probability: np.ndarray,
-                 starts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                 starts: np.ndarray, places: PlaceEvidence | None = None,
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """EM for each row of match_probability (R, n) from every start centre, all at once; per row the fit
     of highest evidence: (share, centre, spread, matches in the pattern, evidence), each (R,).
 
     Pair k's gap x_k is drawn from the pattern N(centre, spread) with probability p_k * share (it is
     one person, p_k from appearance and prior, and walked the usual way), else from the strangers'
-    density. evidence: twice the log-likelihood gain over share = 0."""
+    density. evidence: twice the log-likelihood gain over share = 0. With places, each row's best fit
+    also places its matches (one weighted fit per direction, _place_ratio), and the evidence is that of
+    time and place together: a pattern is a when and a where."""
     rows = match_probability.shape[0]
     # One EM per (start, row): Python's per-step cost, not the arithmetic, is what a small camera pair pays.
     probability = np.tile(match_probability, (len(starts), 1))
@@ -283,7 +288,44 @@ def _fit_mixture(log_gaps: np.ndarray, stranger_density: np.ndarray, match_proba
     evidence = 2 * np.log1p(gain).sum(axis=1)
     fits = np.stack([share, centre, spread, in_pattern.sum(axis=1), evidence]).reshape(5, len(starts), rows)
     best = np.argmax(fits[4], axis=0)  # the first start on ties
-    return tuple(fits[:, best, np.arange(rows)])
+    fits = fits[:, best, np.arange(rows)]
+    if places is not None:
+        share, centre, spread = fits[0], fits[1], fits[2]
+        time_ratio = _normal_density(log_gaps[None, :], centre[:, None], spread[:, None]) / stranger_density
+        weighted = match_probability * share[:, None]
+        in_pattern = weighted * time_ratio / (weighted * time_ratio + 1 - weighted)
+        fits[4] = 2 * np.log1p(weighted * (time_ratio * _place_ratio(in_pattern, places) - 1)).sum(axis=1)
+    return tuple(fits)
+
+
+@dataclass(frozen=True)
+class PlaceEvidence:
+    """What the transit test reads of a camera pair's candidate pairs' places: PairPlaces' (n, 4) places
+    and (n,) directions, and (n,) the density of random pairs' places (same direction) at each."""
+
+    places: np.ndarray
+    from_camera: np.ndarray
+    stranger_density: np.ndarray
+    strangers_covariance: dict[int, np.ndarray]  # per direction (camera walked from): of random pairs' places
+
+
+def _place_ratio(in_pattern: np.ndarray, places: PlaceEvidence) -> np.ndarray:
+    """(R, n): each pair's place ratio (normal over strangers' density) under each row's place normals,
+    one per direction, fitted once to the rows' in-pattern probabilities (R, n) as fit_place_pattern's
+    M-step does; 1 for a direction that fewer than PATTERN_MIN_MATCHES (expected) matches took."""
+    ratio = np.ones_like(in_pattern)
+    for camera in np.unique(places.from_camera):
+        columns = places.from_camera == camera
+        weights, points = in_pattern[:, columns], places.places[columns]
+        total = weights.sum(axis=1)
+        fitted = total >= PATTERN_MIN_MATCHES
+        if not fitted.any():
+            continue
+        centre, covariance = _weighted_place_normal(weights[fitted], points, places.strangers_covariance[int(camera)])
+        block = ratio[:, columns]
+        block[fitted] = _place_normal_density(points, centre, covariance) / places.stranger_density[columns]
+        ratio[:, columns] = block
+    return ratio
 
 
 def independent_matches(in_pattern: np.ndarray, first: np.ndarray, second: np.ndarray) -> float:
@@ -310,19 +352,19 @@ def em_starts(log_gaps: np.ndarray, match_probability: np.ndarray) -> np.ndarray
 
 
 def permutation_evidence(log_gaps: np.ndarray, match_probability: np.ndarray, strangers: RandomGaps,
-                         shuffled: np.ndarray) -> tuple[float, np.ndarray]:
+                         shuffled: np.ndarray, places: PlaceEvidence | None = None) -> tuple[float, np.ndarray]:
     """The evidence of a camera pair's best transit cluster, and that of each row of `shuffled` (R, n)
     (the match probabilities permuted): fit_transit_pattern's test without its early stop."""
     density = strangers.density(log_gaps)
     starts = em_starts(log_gaps, match_probability)
-    observed = _fit_mixture(log_gaps, density, match_probability[None], starts)[4][0]
-    chance = [_fit_mixture(log_gaps, density, shuffled[i:i + 200], starts)[4] for i in range(0, len(shuffled), 200)]
+    observed = _fit_mixture(log_gaps, density, match_probability[None], starts, places)[4][0]
+    chance = [_fit_mixture(log_gaps, density, shuffled[i:i + 200], starts, places)[4] for i in range(0, len(shuffled), 200)]
     return float(observed), np.concatenate(chance)
 
 
 def fit_transit_pattern(log_gaps: np.ndarray, match_probability: np.ndarray, strangers: RandomGaps,
-                        rng: np.random.Generator,
-                        tracklets: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[float, float, float, float] | None:
+                        rng: np.random.Generator, tracklets: tuple[np.ndarray, np.ndarray] | None = None,
+                        places: PlaceEvidence | None = None) -> tuple[float, float, float, float] | None:
     """(share, centre, spread, matches) of the transit pattern of one camera pair, or None.
 
     log_gaps, match_probability: the camera pair's candidate pairs, and how likely each is one person
@@ -334,13 +376,14 @@ def fit_transit_pattern(log_gaps: np.ndarray, match_probability: np.ndarray, str
     reach that refuses the pattern), it must hold at
     least PATTERN_MIN_MATCHES matches, and be tight (spread at most PATTERN_MAX_SPREAD of the strangers').
     tracklets: the pairs' two tracklets, so that matches are counted as independent_matches; None: the
-    pairs are independent."""
+    pairs are independent. places: where the pairs walked; the test then weighs the cluster's evidence
+    in time and place together (_fit_mixture), for the data and every shuffle alike."""
     log_gaps, match_probability = np.asarray(log_gaps, np.float64), np.asarray(match_probability, np.float64)
     if match_probability.sum() < PATTERN_MIN_MATCHES:
         return None
     stranger_density = strangers.density(log_gaps)
     starts = em_starts(log_gaps, match_probability)
-    fit = _fit_mixture(log_gaps, stranger_density, match_probability[None], starts)
+    fit = _fit_mixture(log_gaps, stranger_density, match_probability[None], starts, places)
     share, centre, spread, matches, evidence = (value[0] for value in fit)
     if matches < PATTERN_MIN_MATCHES or spread > PATTERN_MAX_SPREAD * strangers.spread:
         return None
@@ -351,7 +394,7 @@ def fit_transit_pattern(log_gaps: np.ndarray, match_probability: np.ndarray, str
     reached = 0
     for size in TRANSIT_PERMUTATION_BATCHES:
         shuffled = np.stack([rng.permutation(match_probability) for _ in range(size)])
-        reached += int((_fit_mixture(log_gaps, stranger_density, shuffled, starts)[4] >= evidence).sum())
+        reached += int((_fit_mixture(log_gaps, stranger_density, shuffled, starts, places)[4] >= evidence).sum())
         if reached > TRANSIT_CHANCE_REACHES:
             return None
     return float(share), float(centre), float(spread), float(matches)
@@ -405,12 +448,34 @@ def _product_kernel_density(at: np.ndarray, samples: np.ndarray, bandwidth: np.n
     return np.maximum(density, 1e-12)
 
 
-def _normal_density_nd(at: np.ndarray, centre: np.ndarray, covariance: np.ndarray) -> np.ndarray:
-    """(n,) the multivariate normal density at the rows of `at` (n, D)."""
-    cholesky = np.linalg.cholesky(covariance)
-    z = np.linalg.solve(cholesky, (at - centre).T)
-    log_norm = np.log(np.diag(cholesky)).sum() + 0.5 * len(centre) * math.log(2 * math.pi)
-    return np.exp(-0.5 * (z**2).sum(axis=0) - log_norm)
+def _weighted_place_normal(weights: np.ndarray, points: np.ndarray,
+                           strangers_covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each row of weights (R, m) over points (m, D): the weighted mean (R, D) and covariance (R, D, D)
+    of the points. The covariance is shrunk towards the strangers' by TRANSIT_PSEUDO_MATCHES pseudo-matches
+    (a pattern seen in n matches knows its places with about n / (n + 3) of their full sharpness: a
+    normal fitted to a few matches' places would otherwise pin them down on noise), and is never finer
+    than MIN_PLACE_SPREAD."""
+    total = weights.sum(axis=1)
+    centre = weights @ points / total[:, None]
+    offset = points[None, :, :] - centre[:, None, :]
+    scatter = np.einsum("rm,rmi,rmj->rij", weights, offset, offset)
+    covariance = (scatter + TRANSIT_PSEUDO_MATCHES * strangers_covariance) / (total + TRANSIT_PSEUDO_MATCHES)[:, None, None]
+    return centre, covariance + MIN_PLACE_SPREAD**2 * np.eye(points.shape[1])
+
+
+def _covariance(points: np.ndarray) -> np.ndarray:
+    """(D, D) covariance of points (m, D); zeros for fewer than two."""
+    if len(points) < 2:
+        return np.zeros((points.shape[1], points.shape[1]))
+    return np.cov(points, rowvar=False).reshape(points.shape[1], points.shape[1])
+
+
+def _place_normal_density(points: np.ndarray, centre: np.ndarray, covariance: np.ndarray) -> np.ndarray:
+    """(R, m): the density of each of R normals (centre (R, D), covariance (R, D, D)) at the points (m, D)."""
+    offset = points[None, :, :] - centre[:, None, :]
+    distance = np.einsum("rmi,rij,rmj->rm", offset, np.linalg.inv(covariance), offset)
+    log_norm = 0.5 * np.linalg.slogdet(covariance)[1] + 0.5 * points.shape[1] * math.log(2 * math.pi)
+    return np.exp(-0.5 * distance - log_norm[:, None])
 
 
 @dataclass(frozen=True)
@@ -436,7 +501,7 @@ class PlacePattern:
 
     def ratio(self, places: np.ndarray) -> np.ndarray:
         """(P,) how much likelier each pair's places are for a match walking this way than for strangers."""
-        return (_normal_density_nd(places, self.centre, self.covariance)
+        return (_place_normal_density(places, self.centre[None], self.covariance[None])[0]
                 / _product_kernel_density(places, self.strangers, self.bandwidth))
 
 
@@ -461,14 +526,11 @@ def fit_place_pattern(places: np.ndarray, time_ratio: np.ndarray, match_probabil
     for _ in range(PLACE_EM_ITERATIONS):
         in_pattern = weighted * time_ratio * place_ratio
         in_pattern = in_pattern / (in_pattern + 1 - weighted)
-        total = in_pattern.sum()
-        if total < PATTERN_MIN_MATCHES:
+        if in_pattern.sum() < PATTERN_MIN_MATCHES:
             return None
         previous = centre
-        centre = (in_pattern[:, None] * places).sum(axis=0) / total
-        offset = places - centre
-        covariance = (in_pattern[:, None] * offset).T @ offset / total + MIN_PLACE_SPREAD**2 * np.eye(places.shape[1])
-        place_ratio = _normal_density_nd(places, centre, covariance) / stranger_density
+        centre, covariance = (value[0] for value in _weighted_place_normal(in_pattern[None], places, _covariance(strangers)))
+        place_ratio = _place_normal_density(places, centre[None], covariance[None])[0] / stranger_density
         if previous is not None and np.abs(centre - previous).max() < TRANSIT_EM_TOLERANCE:
             break
     return PlacePattern(centre, covariance, strangers, bandwidth)
@@ -541,6 +603,41 @@ class TransitModel:
         return result
 
 
+def camera_pair_places(table: TrackletTable, key: tuple[int, int], pair_a: np.ndarray, pair_b: np.ndarray,
+                       random_a: np.ndarray, random_b: np.ndarray, start: np.ndarray, end: np.ndarray, seed: int = 0,
+                       ) -> tuple[PairPlaces, dict[int, np.ndarray], PlaceEvidence | None]:
+    """For one camera pair: its candidate pairs' places, per direction of travel the places of (at most
+    PLACE_STRANGER_SAMPLES) random pairs, and what the transit test reads of them (None: no place)."""
+    places = PairPlaces.of(table, pair_a, pair_b, start, end)
+    random_places = PairPlaces.of(table, random_a, random_b, start, end)
+    # Its own generator: drawing these leaves the permutation test's draws as they were.
+    rng = np.random.default_rng((seed, 1, *(zlib.crc32(table.camera_names[i].encode()) for i in key)))
+    stranger_places = {}
+    for camera in sorted(set(key)):
+        going = np.flatnonzero(random_places.from_camera == camera)
+        if len(going) > PLACE_STRANGER_SAMPLES:
+            going = rng.choice(going, PLACE_STRANGER_SAMPLES, replace=False)
+        stranger_places[camera] = random_places.places[going]
+    return places, stranger_places, _place_evidence(places, stranger_places)
+
+
+def _place_evidence(places: PairPlaces, stranger_places: dict[int, np.ndarray]) -> PlaceEvidence | None:
+    """The transit test's view of the pairs' places (PlaceEvidence), or None when they carry no place:
+    all the same (tracklets without boxes), or a direction no random pair took."""
+    if len(places.places) == 0 or np.ptp(places.places, axis=0).max() == 0:
+        return None
+    density, covariance = np.empty(len(places.places)), {}
+    for camera in np.unique(places.from_camera):
+        samples = stranger_places.get(int(camera), np.zeros((0, 4)))
+        if len(samples) == 0:
+            return None
+        going = places.from_camera == camera
+        strangers, bandwidth = PlacePattern.strangers_of(samples)
+        density[going] = _product_kernel_density(places.places[going], strangers, bandwidth)
+        covariance[int(camera)] = _covariance(strangers)
+    return PlaceEvidence(places.places, places.from_camera, density, covariance)
+
+
 def fit_transit_model(table: TrackletTable, start: np.ndarray, end: np.ndarray, pair_a: np.ndarray,
                       pair_b: np.ndarray, match_probability: np.ndarray, window: float, seed: int = 0) -> TransitModel:
     """The transit pattern of every camera pair whose likely matches' gaps cluster (fit_transit_pattern),
@@ -568,22 +665,19 @@ def fit_transit_model(table: TrackletTable, start: np.ndarray, end: np.ndarray, 
         if len(random) < 2:
             continue
         strangers = RandomGaps.of(random)
-        found = fit_transit_pattern(log_gaps[rows], match_probability[rows], strangers, rng, (pair_a[rows], pair_b[rows]))
+        places, stranger_places, evidence = camera_pair_places(table, key, pair_a[rows], pair_b[rows], first, second,
+                                                               start, end, seed)
+        found = fit_transit_pattern(log_gaps[rows], match_probability[rows], strangers, rng, (pair_a[rows], pair_b[rows]),
+                                    evidence)
         if found is None:
             continue
         share, centre, spread, matches = found
-        pattern = TransitPattern(share, centre, spread, strangers, matches)
-        places = PairPlaces.of(table, pair_a[rows], pair_b[rows], start, end)
-        random_places = PairPlaces.of(table, first, second, start, end)
-        time_ratio = pattern.time_ratio(log_gaps[rows])
+        time_ratio = TransitPattern(share, centre, spread, strangers, matches).time_ratio(log_gaps[rows])
         learned = {}
-        for camera in sorted(set(key)):
+        for camera, random_going in stranger_places.items():
             going = places.from_camera == camera
-            random_going = np.flatnonzero(random_places.from_camera == camera)
-            if len(random_going) > PLACE_STRANGER_SAMPLES:
-                random_going = rng.choice(random_going, PLACE_STRANGER_SAMPLES, replace=False)
-            place = fit_place_pattern(places.places[going], time_ratio[going], match_probability[rows][going], share,
-                                      random_places.places[random_going])
+            place = None if evidence is None else fit_place_pattern(
+                places.places[going], time_ratio[going], match_probability[rows][going], share, random_going)
             if place is not None:
                 learned[camera] = place
         patterns[key] = TransitPattern(share * matches / (matches + TRANSIT_PSEUDO_MATCHES), centre, spread, strangers,
