@@ -3,7 +3,8 @@ settings and no layout, with transit learning against without it (the peer: the 
 tracklets and embeddings, the step the learning adds to), on bench.link's synthetic world (50 cameras
 on a ring, one hour). The world's tracklets carry no boxes, so the transit places are skipped there; a
 third run gives every tracklet random boxes (foot points anywhere in a 640x480 picture), so that places
-are learned and tested too: what they cost, and whether places without a pattern make chance patterns. The shipped model's calibration reads the similarities. Also how many camera
+are learned and tested too: what they cost, and whether places without a pattern make chance patterns.
+The shipped model's calibration reads the similarities. Also how many camera
 pairs got a transit pattern, with real matches behind it or among strangers only, and what learning
 does to the identities (pairwise precision and recall against the true people).
 

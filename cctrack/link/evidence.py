@@ -426,9 +426,10 @@ class PairPlaces:
     from_camera: np.ndarray
 
     @classmethod
-    def of(cls, table: TrackletTable, pair_a: np.ndarray, pair_b: np.ndarray, start: np.ndarray,
-           end: np.ndarray) -> PairPlaces:
-        first_seen, last_seen = boundary_places(table)
+    def of(cls, table: TrackletTable, pair_a: np.ndarray, pair_b: np.ndarray, start: np.ndarray, end: np.ndarray,
+           boundary: tuple[np.ndarray, np.ndarray] | None = None) -> PairPlaces:
+        """boundary: boundary_places(table), when the caller has it (it reads every box)."""
+        first_seen, last_seen = boundary_places(table) if boundary is None else boundary
         a_first = (start[pair_b] - end[pair_a]) >= (start[pair_a] - end[pair_b])
         earlier, later = np.where(a_first, pair_a, pair_b), np.where(a_first, pair_b, pair_a)
         return cls(np.concatenate([last_seen[earlier], first_seen[later]], axis=1), table.camera_index[earlier])
@@ -506,20 +507,21 @@ class PlacePattern:
 
 
 def fit_place_pattern(places: np.ndarray, time_ratio: np.ndarray, match_probability: np.ndarray, share: float,
-                      stranger_places: np.ndarray) -> PlacePattern | None:
+                      stranger_places: np.ndarray, stranger_density: np.ndarray,
+                      strangers_covariance: np.ndarray) -> PlacePattern | None:
     """The places of one direction of travel of a transit pattern, or None when fewer than
     PATTERN_MIN_MATCHES (expected) matches of the pattern went that way, or no random pair did.
 
     places (n, 4), time_ratio (n,) the pattern's time ratio, match_probability (n,) on appearance and
-    prior: the direction's candidate pairs. EM with the transit time held fixed (share as fitted):
-    pair k is a match in the pattern with probability p_k * share, and then its places follow the
-    normal, else the random pairs' places (product-kernel density). The covariance is the matches'
-    own plus MIN_PLACE_SPREAD squared on the diagonal, so that a few matches never pin a place down
-    finer than that."""
+    prior: the direction's candidate pairs; stranger_places (m, 4) random pairs' places, their density
+    at the candidates' places (n,) and their covariance (4, 4), as PlaceEvidence holds them. EM with the
+    transit time held fixed (share as fitted): pair k is a match in the pattern with probability
+    p_k * share, and then its places follow the normal, else the random pairs' places (product-kernel
+    density). The covariance is _weighted_place_normal's: shrunk towards the strangers' and never
+    finer than MIN_PLACE_SPREAD."""
     if len(stranger_places) == 0:
         return None
     strangers, bandwidth = PlacePattern.strangers_of(stranger_places)
-    stranger_density = _product_kernel_density(places, strangers, bandwidth)
     weighted = np.asarray(match_probability, np.float64) * share
     place_ratio = np.ones(len(places))
     centre = covariance = None
@@ -529,7 +531,7 @@ def fit_place_pattern(places: np.ndarray, time_ratio: np.ndarray, match_probabil
         if in_pattern.sum() < PATTERN_MIN_MATCHES:
             return None
         previous = centre
-        centre, covariance = (value[0] for value in _weighted_place_normal(in_pattern[None], places, _covariance(strangers)))
+        centre, covariance = (value[0] for value in _weighted_place_normal(in_pattern[None], places, strangers_covariance))
         place_ratio = _place_normal_density(places, centre[None], covariance[None])[0] / stranger_density
         if previous is not None and np.abs(centre - previous).max() < TRANSIT_EM_TOLERANCE:
             break
@@ -605,11 +607,14 @@ class TransitModel:
 
 def camera_pair_places(table: TrackletTable, key: tuple[int, int], pair_a: np.ndarray, pair_b: np.ndarray,
                        random_a: np.ndarray, random_b: np.ndarray, start: np.ndarray, end: np.ndarray, seed: int = 0,
+                       boundary: tuple[np.ndarray, np.ndarray] | None = None,
                        ) -> tuple[PairPlaces, dict[int, np.ndarray], PlaceEvidence | None]:
     """For one camera pair: its candidate pairs' places, per direction of travel the places of (at most
-    PLACE_STRANGER_SAMPLES) random pairs, and what the transit test reads of them (None: no place)."""
-    places = PairPlaces.of(table, pair_a, pair_b, start, end)
-    random_places = PairPlaces.of(table, random_a, random_b, start, end)
+    PLACE_STRANGER_SAMPLES) random pairs, and what the transit test reads of them (None: no place).
+    boundary: boundary_places(table), computed once for all camera pairs."""
+    boundary = boundary_places(table) if boundary is None else boundary
+    places = PairPlaces.of(table, pair_a, pair_b, start, end, boundary)
+    random_places = PairPlaces.of(table, random_a, random_b, start, end, boundary)
     # Its own generator: drawing these leaves the permutation test's draws as they were.
     rng = np.random.default_rng((seed, 1, *(zlib.crc32(table.camera_names[i].encode()) for i in key)))
     stranger_places = {}
@@ -650,6 +655,7 @@ def fit_transit_model(table: TrackletTable, start: np.ndarray, end: np.ndarray, 
     low, high = np.minimum(camera_a, camera_b), np.maximum(camera_a, camera_b)
     log_gaps = log_gap(signed_gaps(pair_a, pair_b, start, end))
     match_probability = np.asarray(match_probability, np.float64)
+    boundary = boundary_places(table)
     patterns = {}
     for key in sorted({(int(i), int(j)) for i, j in zip(low, high)}):
         rows = np.flatnonzero((low == key[0]) & (high == key[1]))
@@ -665,10 +671,10 @@ def fit_transit_model(table: TrackletTable, start: np.ndarray, end: np.ndarray, 
         if len(random) < 2:
             continue
         strangers = RandomGaps.of(random)
-        places, stranger_places, evidence = camera_pair_places(table, key, pair_a[rows], pair_b[rows], first, second,
-                                                               start, end, seed)
+        places, stranger_places, place_evidence = camera_pair_places(table, key, pair_a[rows], pair_b[rows], first,
+                                                                     second, start, end, seed, boundary)
         found = fit_transit_pattern(log_gaps[rows], match_probability[rows], strangers, rng, (pair_a[rows], pair_b[rows]),
-                                    evidence)
+                                    place_evidence)
         if found is None:
             continue
         share, centre, spread, matches = found
@@ -676,8 +682,9 @@ def fit_transit_model(table: TrackletTable, start: np.ndarray, end: np.ndarray, 
         learned = {}
         for camera, random_going in stranger_places.items():
             going = places.from_camera == camera
-            place = None if evidence is None else fit_place_pattern(
-                places.places[going], time_ratio[going], match_probability[rows][going], share, random_going)
+            place = None if place_evidence is None or not going.any() else fit_place_pattern(
+                places.places[going], time_ratio[going], match_probability[rows][going], share, random_going,
+                place_evidence.stranger_density[going], place_evidence.strangers_covariance[camera])
             if place is not None:
                 learned[camera] = place
         patterns[key] = TransitPattern(share * matches / (matches + TRANSIT_PSEUDO_MATCHES), centre, spread, strangers,
